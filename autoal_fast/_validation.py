@@ -1,0 +1,67 @@
+"""Checks run once at the public door; private workers trust their input.
+
+Messages name the argument, the caller, what is accepted and what was received.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import torch
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def check_int(value, name: str, caller: str, low: int | None = None, high: int | None = None) -> int:
+    """Return ``value`` as an int in [low, high] or raise a message naming it."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int ({caller}); got {type(value).__name__} {value!r}")
+    value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        lo = "-inf" if low is None else low
+        hi = "inf" if high is None else high
+        raise ValueError(f"{name} must be an int in [{lo}, {hi}] ({caller}); got {value}")
+    return value
+
+
+def check_k(k, n: int, caller: str, allow_zero: bool = False, pool_name: str = "n_pool") -> int:
+    """k must be an int in [1, n] (or [0, n] with allow_zero)."""
+    low = 0 if allow_zero else 1
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise TypeError(f"k must be an int ({caller}); got {type(k).__name__} {k!r}")
+    if not low <= int(k) <= n:
+        raise ValueError(f"k must be an int in [{low}, {pool_name}={n}] ({caller}); got {int(k)}")
+    return int(k)
+
+
+def is_array(x) -> bool:
+    return isinstance(x, (np.ndarray, np.memmap))
+
+
+def as_tensor_view(x, name: str, caller: str) -> torch.Tensor:
+    """A torch view of a numpy array (no copy) or the tensor itself.
+
+    numpy float16/float32/float64 map to the same torch dtype; anything else
+    non-floating is refused rather than guessed at.
+    """
+    if isinstance(x, torch.Tensor):
+        return x
+    if is_array(x):
+        if x.dtype.kind != "f":
+            raise TypeError(f"{name} must hold floating-point values ({caller}); got numpy dtype {x.dtype}")
+        return torch.from_numpy(np.asarray(x))
+    raise TypeError(f"{name} must be a torch.Tensor or numpy array ({caller}); got {type(x).__name__}")
+
+
+def check_float_dtype(t: torch.Tensor, name: str, caller: str) -> None:
+    if t.dtype not in FLOAT_DTYPES:
+        raise TypeError(
+            f"{name} must be float16, bfloat16, float32 or float64 ({caller}); got {t.dtype}"
+        )
+
+
+def check_ndim(t, ndim: int, name: str, caller: str, shape_hint: str) -> None:
+    if t.ndim != ndim:
+        raise ValueError(
+            f"{name} must be {ndim}-D of shape {shape_hint} ({caller}); got shape {tuple(t.shape)}"
+        )
