@@ -44,44 +44,54 @@ void cut_to_k(std::vector<Item<T>>* buf, int64_t k) {
 // Scans x[lo, hi) and returns its best k (unordered). Elements arrive in
 // increasing index order, so once the buffer has been cut to k, an element
 // equal to the k-th value ranks after all k kept ones and is rejected.
+// Per-thread scan state: a candidate buffer of at most 2k items and, once it
+// has been cut to k, a rejection threshold (the k-th kept value).
+template <typename T>
+struct ScanState {
+  std::vector<Item<T>> buf;
+  bool have_thr = false;
+  T thr = T(0);
+  int64_t nans = 0;
+};
+
+// Scans x[lo, hi) into st. A thread's slices arrive in increasing index order
+// (OpenMP hands out loop iterations in order), so once the buffer has been cut
+// to k, an element equal to the k-th value ranks after all k kept ones and is
+// rejected: the fast path is one comparison per element.
 template <typename T, bool Largest>
-void scan_slice(const T* x, int64_t lo, int64_t hi, int64_t k,
-                std::vector<Item<T>>* buf, int64_t* nans) {
-  buf->clear();
+void scan_slice(const T* x, int64_t lo, int64_t hi, int64_t k, ScanState<T>* st) {
   if (k == 0) {
-    for (int64_t j = lo; j < hi; ++j) *nans += std::isnan(x[j]) ? 1 : 0;
+    for (int64_t j = lo; j < hi; ++j) st->nans += std::isnan(x[j]) ? 1 : 0;
     return;
   }
   const int64_t cap = 2 * k;
-  buf->reserve(static_cast<size_t>(std::min<int64_t>(cap, hi - lo)));
-  bool have_thr = false;
-  // The rejection threshold is the k-th kept value after a cut.
-  T thr = T(0);
-  int64_t local_nans = 0;
+  std::vector<Item<T>>& buf = st->buf;
+  T thr = st->thr;
+  bool have_thr = st->have_thr;
+  int64_t nans = 0;
   for (int64_t j = lo; j < hi; ++j) {
     const T v = x[j];
     if (have_thr) {
-      // Fast path: one comparison rejects most elements. NaN compares false
-      // with everything, so it falls through to the explicit check.
+      // NaN compares false with everything, so it falls through to the check.
       if (Largest ? !(v > thr) : !(v < thr)) {
-        if (v == v) continue;
-        ++local_nans;
+        if (v != v) ++nans;
         continue;
       }
     } else if (v != v) {
-      ++local_nans;
+      ++nans;
       continue;
     }
-    buf->push_back(Item<T>{v, j});
-    if (static_cast<int64_t>(buf->size()) >= cap) {
-      cut_to_k<T, Largest>(buf, k);
-      // After nth_element at k-1 and resize(k), the k-th best sits at k-1.
-      thr = (*buf)[k - 1].v;
+    buf.push_back(Item<T>{v, j});
+    if (static_cast<int64_t>(buf.size()) >= cap) {
+      cut_to_k<T, Largest>(&buf, k);
+      // nth_element at k-1 then resize(k): the k-th best sits at k-1.
+      thr = buf[k - 1].v;
       have_thr = true;
     }
   }
-  cut_to_k<T, Largest>(buf, k);
-  *nans += local_nans;
+  st->thr = thr;
+  st->have_thr = have_thr;
+  st->nans += nans;
 }
 
 template <typename T, bool Largest>
@@ -94,26 +104,39 @@ void topk_impl(const T* x, int64_t n, int64_t k, int num_threads,
 #else
   (void)num_threads;
 #endif
-  // Small inputs are not worth a thread; keep at least 64k elements per slice.
-  const int64_t min_slice = 1 << 16;
-  nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(nt, n / min_slice)));
-  std::vector<std::vector<Item<T>>> bufs(nt);
-  std::vector<int64_t> nans(nt, 0);
+  // A thread costs a wake-up (and, on a busy machine, a wait for a core):
+  // only worth it with at least 2M elements each.
+  const int64_t min_per_thread = int64_t(1) << 21;
+  nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(nt, n / min_per_thread)));
+  // Slices are handed out dynamically, so a thread that is scheduled late
+  // (another process on its core) takes fewer of them instead of stalling all.
+  const int64_t slice = std::max<int64_t>(int64_t(1) << 18, n / (int64_t(nt) * 16) + 1);
+  const int64_t n_slices = (n + slice - 1) / slice;
+  std::vector<ScanState<T>> states(nt);
+  if (nt == 1) {
+    scan_slice<T, Largest>(x, 0, n, k, &states[0]);
+  } else {
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(nt) schedule(static, 1)
+#pragma omp parallel num_threads(nt)
+    {
+      ScanState<T>& st = states[omp_get_thread_num()];
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t s = 0; s < n_slices; ++s) {
+        const int64_t lo = s * slice;
+        scan_slice<T, Largest>(x, lo, std::min(n, lo + slice), k, &st);
+      }
+    }
 #endif
-  for (int t = 0; t < nt; ++t) {
-    const int64_t lo = n * t / nt;
-    const int64_t hi = n * (t + 1) / nt;
-    scan_slice<T, Largest>(x, lo, hi, k, &bufs[t], &nans[t]);
   }
   std::vector<Item<T>> all;
   size_t total = 0;
-  for (auto& b : bufs) total += b.size();
-  all.reserve(total);
-  for (auto& b : bufs) all.insert(all.end(), b.begin(), b.end());
   int64_t nn = 0;
-  for (auto c : nans) nn += c;
+  for (auto& st : states) {
+    total += st.buf.size();
+    nn += st.nans;
+  }
+  all.reserve(total);
+  for (auto& st : states) all.insert(all.end(), st.buf.begin(), st.buf.end());
   *nan_count = nn;
   const int64_t kk = std::min<int64_t>(k, static_cast<int64_t>(all.size()));
   cut_to_k<T, Largest>(&all, kk);

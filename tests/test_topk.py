@@ -73,7 +73,9 @@ def test_numpy_low_precision(dtype):
 
 
 def test_multithreaded_equals_single_thread():
-    x = np.random.default_rng(1).integers(0, 50, 1_000_000).astype(np.float32)
+    # >= 2M elements per thread are needed before a second thread is used;
+    # 4.5M gives two threads over 18 dynamically scheduled slices.
+    x = np.random.default_rng(1).integers(0, 50, 4_500_000).astype(np.float32)
     old = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
