@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "distance.h"
 #include "topk.h"
 
 #ifdef _OPENMP
@@ -64,6 +65,77 @@ py::tuple topk(const py::array& arr, int64_t k, bool largest,
       "x must be float32 or float64 (the Python layer widens float16/bfloat16)");
 }
 
+// x: float32 2-D with unit stride along features (rows may be strided, e.g. a
+// memmap slice); idx: None or int64 1-D; c: float32 (d,); mind: float32 (n,)
+// writable; assign: int32 (n,) writable. Checked here, trusted in C++.
+void min_dist_update(const py::array& x, const py::object& idx_obj,
+                     const py::array& c, py::array& mind, py::array& assign,
+                     int32_t cid, py::object dist_out_obj, int num_threads) {
+  if (!py::isinstance<py::array_t<float>>(x) || x.ndim() != 2) {
+    throw std::invalid_argument("x must be a 2-D float32 array");
+  }
+  if (x.strides(1) != static_cast<py::ssize_t>(sizeof(float)) ||
+      x.strides(0) % static_cast<py::ssize_t>(sizeof(float)) != 0) {
+    throw std::invalid_argument("x must have unit stride along features");
+  }
+  const int64_t n = x.shape(0), d = x.shape(1);
+  const int64_t ld = x.strides(0) / static_cast<py::ssize_t>(sizeof(float));
+  auto check_vec = [](const py::array& a, const char* name, int64_t len,
+                      bool writable) {
+    if (a.ndim() != 1 || a.shape(0) != len ||
+        !(a.flags() & py::array::c_style)) {
+      throw std::invalid_argument(std::string(name) +
+                                  " must be a contiguous 1-D array of length " +
+                                  std::to_string(len));
+    }
+    if (writable && !a.writeable()) {
+      throw std::invalid_argument(std::string(name) + " must be writable");
+    }
+  };
+  if (!py::isinstance<py::array_t<float>>(c)) throw std::invalid_argument("c must be float32");
+  check_vec(c, "c", d, false);
+  if (!py::isinstance<py::array_t<float>>(mind)) throw std::invalid_argument("mind must be float32");
+  check_vec(mind, "mind", n, true);
+  if (!py::isinstance<py::array_t<int32_t>>(assign)) throw std::invalid_argument("assign must be int32");
+  check_vec(assign, "assign", n, true);
+  const int64_t* idx = nullptr;
+  int64_t m = n;
+  py::array idx_arr;
+  if (!idx_obj.is_none()) {
+    idx_arr = py::array::ensure(idx_obj);
+    if (!idx_arr || !py::isinstance<py::array_t<int64_t>>(idx_arr) ||
+        idx_arr.ndim() != 1 || !(idx_arr.flags() & py::array::c_style)) {
+      throw std::invalid_argument("idx must be None or a contiguous 1-D int64 array");
+    }
+    m = idx_arr.shape(0);
+    idx = static_cast<const int64_t*>(idx_arr.data());
+    for (int64_t r = 0; r < m; ++r) {
+      if (idx[r] < 0 || idx[r] >= n) {
+        throw std::invalid_argument("idx holds a row id outside [0, n)");
+      }
+    }
+  }
+  float* dist_out = nullptr;
+  py::array dist_arr;
+  if (!dist_out_obj.is_none()) {
+    dist_arr = py::array::ensure(dist_out_obj);
+    if (!dist_arr || !py::isinstance<py::array_t<float>>(dist_arr)) {
+      throw std::invalid_argument("dist_out must be None or a float32 array");
+    }
+    check_vec(dist_arr, "dist_out", m, true);
+    dist_out = static_cast<float*>(dist_arr.mutable_data());
+  }
+  const float* xp = static_cast<const float*>(x.data());
+  const float* cp = static_cast<const float*>(c.data());
+  float* mp = static_cast<float*>(mind.mutable_data());
+  int32_t* ap = static_cast<int32_t*>(assign.mutable_data());
+  {
+    py::gil_scoped_release release;
+    autoal_fast::min_dist_update(xp, ld, d, idx, m, cp, mp, ap, cid, dist_out,
+                                 num_threads);
+  }
+}
+
 bool has_openmp() {
 #ifdef _OPENMP
   return true;
@@ -75,13 +147,21 @@ bool has_openmp() {
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
-  m.doc() = "autoal_fast compiled core: exact large-pool top-k (CPU).";
+  m.doc() = "autoal_fast compiled core: exact large-pool top-k and the fused k-center distance step (CPU).";
   m.def("topk", &topk, py::arg("x"), py::arg("k"), py::arg("largest") = true,
         py::arg("num_threads") = 0,
         "Exact top-k of a 1-D contiguous float32/float64 array.\n\n"
         "Returns (values, indices, nan_count): best first, ties to the lower\n"
         "index, NaNs skipped and counted. num_threads <= 0 uses OpenMP's\n"
         "default. Raises ValueError on bad rank, dtype or k.");
+  m.def("min_dist_update", &min_dist_update, py::arg("x"), py::arg("idx"),
+        py::arg("c"), py::arg("mind"), py::arg("assign"), py::arg("cid"),
+        py::arg("dist_out") = py::none(), py::arg("num_threads") = 0,
+        "Fused k-center step on CPU: for rows i of x (all, or those in idx),\n"
+        "d = ||x_i - c|| (difference form, float32); where mind[i] >= 0 and\n"
+        "d < mind[i], set mind[i] = d and assign[i] = cid. In place; optional\n"
+        "dist_out receives every row's distance. Raises ValueError on bad\n"
+        "dtypes, shapes or row ids.");
   m.def("has_openmp", &has_openmp, "Whether the extension was built with OpenMP.");
 #ifdef AUTOAL_FAST_VERSION
   m.attr("__version__") = AUTOAL_FAST_VERSION;

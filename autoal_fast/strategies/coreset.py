@@ -1,0 +1,134 @@
+"""coreset: exact k-center greedy (Sener & Savarese, ICLR 2018) on embeddings.
+
+Each pick is the pool point whose distance to its nearest centre (labeled
+samples and earlier picks) is largest; ties go to the lower pool index.
+
+Starting point: with a labeled set, its embeddings are the initial centres
+(nearest-labeled distances are computed in chunks with
+``||a||^2 + ||b||^2 - 2ab`` matmuls to find the nearest labeled sample, then
+recomputed exactly in difference form for that winner). Without one, the first
+pick is the pool point nearest to the pool mean (ties to the lower index): a
+deterministic, representative start; the k-center 2-approximation holds from
+any start.
+
+Cost: never an n x n matrix; memory is O(n) (float32 running minimum + int32
+nearest-centre id) plus (n_labeled + k) x d float32 for the centres, plus
+chunk temporaries under ``_greedy.CHUNK_BYTES``. Each step uses the pruned
+engine of ``_greedy`` (triangle-inequality cluster bounds), falling back to a
+fused full pass (Triton on CUDA, C++/OpenMP on CPU) when pruning cannot help.
+
+References
+----------
+Sener, O. and Savarese, S. "Active Learning for Convolutional Neural Networks:
+A Core-Set Approach." ICLR 2018.
+"""
+from __future__ import annotations
+
+import torch
+
+from .. import _backend
+from ._greedy import (CenterStore, EuclideanRows, PrunedGreedy, center_dists_euclid,
+                      rows_per_chunk, small_op_threads)
+
+#: Counters of the last call (full passes, rows visited) for benchmarks.
+last_stats: dict = {}
+
+
+def _nearest_to_mean(x: torch.Tensor) -> int:
+    n, d = x.shape
+    rows = rows_per_chunk(8 * d)
+    acc = torch.zeros(d, dtype=torch.float64, device=x.device)
+    for lo in range(0, n, rows):
+        acc += x[lo:lo + rows].to(torch.float64).sum(0)
+    mean = (acc / n).to(torch.float32)
+    best_v, best_i = None, 0
+    rows = rows_per_chunk(4 * d)
+    for lo in range(0, n, rows):
+        d2 = (x[lo:lo + rows].to(torch.float32) - mean).pow_(2).sum(1)
+        j = int(torch.argmin(d2))
+        v = float(d2[j])
+        if best_v is None or v < best_v:
+            best_v, best_i = v, lo + j
+    return best_i
+
+
+def nearest_centres(x: torch.Tensor, centres: torch.Tensor):
+    """(mind, assign): exact distance to, and id of, the nearest row of ``centres``.
+
+    x (n, d) any float dtype (possibly memmap-backed), centres (m, d) float32 on
+    x's device. The argmin comes from chunked matmuls; the distance to the
+    winner is recomputed in difference form (no cancellation).
+    """
+    n, d = x.shape
+    m = centres.shape[0]
+    cn = centres.pow(2).sum(1)
+    cchunk = min(m, 4096)
+    rows = rows_per_chunk(4 * (2 * d + cchunk))
+    mind = torch.empty(n, dtype=torch.float32, device=x.device)
+    assign = torch.empty(n, dtype=torch.int32, device=x.device)
+    for lo in range(0, n, rows):
+        xp = x[lo:lo + rows].to(torch.float32)
+        xn = xp.pow(2).sum(1)
+        best = torch.full((xp.shape[0],), float("inf"), device=x.device)
+        barg = torch.zeros(xp.shape[0], dtype=torch.long, device=x.device)
+        for a in range(0, m, cchunk):
+            d2 = torch.addmm(cn[None, a:a + cchunk], xp, centres[a:a + cchunk].T, alpha=-2.0)
+            d2 += xn[:, None]
+            v, i = d2.min(1)
+            better = v < best
+            best = torch.where(better, v, best)
+            barg = torch.where(better, i + a, barg)
+        mind[lo:lo + rows] = (xp - centres[barg]).pow_(2).sum(1).sqrt_()
+        assign[lo:lo + rows] = barg.to(torch.int32)
+    return mind, assign
+
+
+def select_coreset(pool, k: int, labeled=None) -> torch.LongTensor:
+    """k-center greedy picks, in selection order (validated input assumed).
+
+    Parameters
+    ----------
+    pool : PoolOutputs with embeddings of shape (n_pool, n_features)
+    k : int, 1 <= k <= n_pool
+    labeled : PoolOutputs with embeddings of shape (n_labeled, n_features), default=None
+
+    Returns
+    -------
+    torch.LongTensor of shape (k,) on the pool's device.
+    """
+    x = pool.embeddings
+    n, d = x.shape
+    metric = EuclideanRows(x)
+    nl = 0 if labeled is None else labeled.n_samples
+    store = CenterStore(nl + k, d, x.device)
+    eng = PrunedGreedy(
+        n, nl + k, x.device,
+        update_rows=lambda idx, c, cid: metric.update(idx, c, cid, eng.mind, eng.assign),
+        center_dists=lambda c: center_dists_euclid(store, c, metric),
+    )
+    first = None
+    if nl:
+        lx = labeled.embeddings
+        rows = rows_per_chunk(4 * d)
+        for lo in range(0, nl, rows):
+            store.x[lo:min(nl, lo + rows)] = lx[lo:lo + rows].to(device=x.device, dtype=torch.float32)
+        store.size = nl
+        mind, assign = nearest_centres(x, store.x[:nl])
+        eng.set_initial(mind, assign, nl)
+        del mind, assign
+    else:
+        first = _nearest_to_mean(x)
+    picks = torch.empty(k, dtype=torch.long)
+    with small_op_threads(x.device) as nt:
+        metric.threads = nt
+        for t in range(k):
+            i = first if (t == 0 and first is not None) else int(torch.argmax(eng.mind))
+            c = metric.vec(i)
+            eng.add_centre(c, point=i)  # uses the centres stored so far
+            store.add(c)
+            picks[t] = i
+    _backend.record("coreset", metric.backend)
+    last_stats.clear()
+    last_stats.update(full_passes=eng.full_passes, rows_visited=eng.rows_visited, n=n, k=k,
+                      backend=metric.backend)
+    return picks.to(x.device)
