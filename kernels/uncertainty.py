@@ -1,0 +1,528 @@
+"""Fused uncertainty scores: all six in one pass over a chunk of logits.
+
+Scores (docs/method.md; higher = query first), from logits ``z`` of shape
+(n, C) and stochastic logits ``mc`` of shape (T, n, C):
+
+- ``entropy``          -sum_c p_c log p_c
+- ``margin``           -(p_(1) - p_(2))
+- ``least_confidence`` 1 - max_c p_c
+- ``var_ratio``        1 - (count of the modal argmax over the T samples) / T
+- ``bald``             H(mean_t p_t) - mean_t H(p_t)
+- ``mean_std``         mean over classes of the population std over t of p_t,c
+
+Three layers, as style.md section 5 asks:
+
+1. ``reference_scores``: the plain torch version, one score at a time, as
+   eager code would write it. It is the test oracle and the benchmark baseline.
+   Memory traffic: every score re-reads its input and materialises softmax
+   (entropy 3 passes over z, margin 2 plus a top-k, var_ratio/bald/mean_std
+   one softmax over mc each, plus their reductions).
+2. ``fused_scores_torch``: the same math as ONE fused expression per input
+   (single max/argmax, exp, sums; a streaming-friendly form), run through
+   ``torch.compile`` on CPU (inductor emits one C++/OpenMP loop nest) or eagerly.
+3. ``fused_scores_triton``: one Triton program per block of rows, looping over
+   class blocks with an online (rescaled) max/sum, so C=1000 or wider works;
+   masks use neutral fills (-inf before a max, 0 before a sum); offsets are
+   int64; float16/bfloat16/float32/float64 inputs are read as they are and
+   accumulated in float32. It runs on CUDA tensors, or on CPU tensors under
+   TRITON_INTERPRET=1 (tests).
+
+Numerics (all three layers compute in float32): with m = max z, the
+"rest" r = sum_{c != argmax} exp(z_c - m) and s = 1 + r,
+
+    entropy = log1p(r) - sum_c exp(z_c - m)(z_c - m) / s
+    least_confidence = r / s                 (no 1 - 1/s cancellation)
+    margin = expm1(z_(2) - m) / s            (no 1 - exp(.) cancellation)
+
+so tiny scores of confident rows keep their relative precision. mean_std uses
+Welford's update over t (Triton) or a two-pass mean (torch), not E[p^2]-E[p]^2.
+bald is a difference of two entropies; its float32 absolute error is about
+1e-7 * log(C), which is what the tests allow on top of rtol.
+
+Argmax ties (var_ratio) go to the lower class index, as ``numpy.argmax``.
+Non-finite inputs are flagged per row in the same pass (bit ``BAD_LOGITS`` /
+``BAD_MC`` of the returned ``flags``); the caller raises.
+
+CPU path choice (measured on the 2-core dev machine, torch 2.13 CPU, 200k x 100
+float32 logits + T=10 mc_logits, all six scores, one chunk of 20k rows; see
+benchmarks/bench_uncertainty.py for the current figures):
+``FUSED_CPU_TIMINGS`` below.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+
+import torch
+
+SCORE_NAMES = ("entropy", "margin", "least_confidence", "var_ratio", "bald", "mean_std")
+LOGIT_NAMES = SCORE_NAMES[:3]
+MC_NAMES = SCORE_NAMES[3:]
+#: Bits of the per-row ``flags`` output.
+BAD_LOGITS = 1
+BAD_MC = 2
+
+try:  # Triton is optional: the CPU path never needs it.
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - exercised only where triton is absent
+    triton = None
+    tl = None
+
+
+# --------------------------------------------------------------------------
+# 1. Plain torch reference (one score at a time)
+# --------------------------------------------------------------------------
+def reference_scores(logits=None, mc_logits=None, names=SCORE_NAMES, dtype=torch.float32) -> dict:
+    """The six scores computed one by one in eager torch (the oracle / baseline).
+
+    Parameters
+    ----------
+    logits : Tensor of shape (n, n_classes), default=None
+        Needed by entropy, margin, least_confidence.
+    mc_logits : Tensor of shape (n_mc, n, n_classes), default=None
+        Needed by var_ratio, bald, mean_std.
+    names : iterable of str
+        Which scores.
+    dtype : torch.dtype, default=torch.float32
+        Compute type (inputs are upcast to it).
+
+    Returns
+    -------
+    dict name -> Tensor of shape (n,) in ``dtype``.
+    """
+    out = {}
+    for name in names:
+        if name in LOGIT_NAMES:
+            z = logits.to(dtype)
+            if name == "entropy":
+                out[name] = -(torch.softmax(z, -1) * torch.log_softmax(z, -1)).sum(-1)
+            elif name == "margin":
+                top2 = torch.softmax(z, -1).topk(2, dim=-1).values
+                out[name] = -(top2[:, 0] - top2[:, 1])
+            else:
+                out[name] = 1.0 - torch.softmax(z, -1).amax(-1)
+        elif name in MC_NAMES:
+            x = mc_logits.to(dtype)
+            t = x.shape[0]
+            if name == "var_ratio":
+                a = x.argmax(-1)  # (T, n)
+                mode = torch.mode(a, dim=0).values
+                out[name] = 1.0 - (a == mode).sum(0).to(dtype) / t
+            elif name == "bald":
+                p = torch.softmax(x, -1)
+                logp = torch.log_softmax(x, -1)
+                pbar = p.mean(0)
+                h_mean = -(pbar * torch.log(pbar.clamp_min(torch.finfo(dtype).tiny))).sum(-1)
+                mean_h = -(p * logp).sum(-1).mean(0)
+                out[name] = h_mean - mean_h
+            else:
+                p = torch.softmax(x, -1)
+                out[name] = p.std(0, correction=0).mean(-1)
+        else:
+            raise ValueError(f"unknown score name {name!r}; valid: {list(SCORE_NAMES)}")
+    return out
+
+
+# --------------------------------------------------------------------------
+# 2. Fused torch expression (torch.compile on CPU, or eager)
+# --------------------------------------------------------------------------
+def _logit_part(z: torch.Tensor):
+    """entropy, margin, least_confidence and a bad-row mask from (n, C) logits."""
+    z = z.float()
+    bad = ~torch.isfinite(z).all(-1)
+    m, idx = z.max(-1, keepdim=True)  # first occurrence on ties
+    d = z - m
+    e = torch.exp(d)
+    is_top = torch.arange(z.shape[-1], device=z.device) == idx
+    rest = torch.where(is_top, 0.0, e).sum(-1)
+    z2 = torch.where(is_top, float("-inf"), z).amax(-1)
+    tsum = (e * d).sum(-1)
+    s = rest + 1.0
+    ent = torch.log1p(rest) - tsum / s
+    lc = rest / s
+    margin = torch.expm1(z2 - m.squeeze(-1)) / s
+    return ent, margin, lc, bad
+
+
+def _mc_part(x: torch.Tensor):
+    """var_ratio, bald, mean_std and a bad-row mask from (T, n, C) logits."""
+    x = x.float()
+    t = x.shape[0]
+    bad = ~torch.isfinite(x).all(-1).all(0)
+    m, idx = x.max(-1, keepdim=True)  # (T, n, 1)
+    d = x - m
+    e = torch.exp(d)
+    is_top = torch.arange(x.shape[-1], device=x.device) == idx
+    rest = torch.where(is_top, 0.0, e).sum(-1)  # (T, n)
+    s = rest + 1.0
+    h_t = torch.log1p(rest) - (e * d).sum(-1) / s  # (T, n)
+    p = e / s.unsqueeze(-1)
+    pbar = p.mean(0)  # (n, C)
+    std = (p - pbar).square().mean(0).sqrt()
+    mean_std = std.mean(-1)
+    h_bar = -torch.where(pbar > 0, pbar * torch.log(torch.where(pbar > 0, pbar, 1.0)), 0.0).sum(-1)
+    bald = h_bar - h_t.mean(0)
+    a = idx.squeeze(-1)  # (T, n)
+    counts = (a.unsqueeze(0) == a.unsqueeze(1)).sum(1)  # (T, n): how often a_t occurs
+    var_ratio = 1.0 - counts.amax(0).float() / t
+    return var_ratio, bald, mean_std, bad
+
+
+def _fused_l(z):
+    return _logit_part(z)
+
+
+def _fused_m(x):
+    return _mc_part(x)
+
+
+def _fused_lm(z, x):
+    return _logit_part(z) + _mc_part(x)
+
+
+_FUSED = {(True, False): _fused_l, (False, True): _fused_m, (True, True): _fused_lm}
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled(key):
+    # dynamic=True: one graph for every chunk length / T; dtype changes add a
+    # graph each (at most 4). Each (do_logits, do_mc) variant is its own
+    # function so that the recompile limit is never approached.
+    return torch.compile(_FUSED[key], dynamic=True)
+
+
+def fused_scores_torch(logits, mc_logits, do_logits: bool, do_mc: bool, compile: bool = True):
+    """All requested scores of one chunk in one fused torch expression.
+
+    Parameters
+    ----------
+    logits : Tensor of shape (n, C) or None
+    mc_logits : Tensor of shape (T, n, C) or None
+    do_logits, do_mc : bool
+        Which half to compute (the other half's inputs are not read).
+    compile : bool, default=True
+        Run through ``torch.compile`` (else eager).
+
+    Returns
+    -------
+    scores : dict name -> float32 Tensor of shape (n,)
+    flags : int32 Tensor of shape (n,): ``BAD_LOGITS`` | ``BAD_MC`` bits per row.
+    """
+    key = (bool(do_logits), bool(do_mc))
+    fn = _compiled(key) if compile else _FUSED[key]
+    args = tuple(a for a, use in ((logits, do_logits), (mc_logits, do_mc)) if use)
+    res = fn(*args)
+    scores, flags = {}, None
+    if do_logits:
+        ent, margin, lc, bad_l = res[:4]
+        scores.update(entropy=ent, margin=margin, least_confidence=lc)
+        flags = bad_l.int() * BAD_LOGITS
+        res = res[4:]
+    if do_mc:
+        vr, bald, mstd, bad_m = res
+        scores.update(var_ratio=vr, bald=bald, mean_std=mstd)
+        fm = bad_m.int() * BAD_MC
+        flags = fm if flags is None else flags | fm
+    return scores, flags
+
+
+# --------------------------------------------------------------------------
+# 3. Triton kernel
+# --------------------------------------------------------------------------
+#: Widest class block one program holds; wider rows loop over blocks.
+MAX_BLOCK_C = 1024
+#: Target elements per (BLOCK_N, BLOCK_C) tile.
+TILE_ELEMS = 4096
+
+if triton is not None:
+
+    @triton.jit
+    def _load_tile(ptr, rows, cols, row_ok, col_ok, stride_r, stride_c):
+        """float32 tile; invalid columns of valid rows are -inf (neutral for a
+        max), invalid rows are 0 (so they never make NaN); plus a per-row
+        flag of non-finite values among the valid entries."""
+        msk = row_ok[:, None] & col_ok[None, :]
+        z = tl.load(ptr + rows[:, None] * stride_r + cols[None, :] * stride_c, mask=msk, other=0.0)
+        z = z.to(tl.float32)
+        nonfinite = (z != z) | (tl.abs(z) == float("inf"))
+        bad = tl.max(tl.where(msk & nonfinite, 1, 0), axis=1)
+        z = tl.where(col_ok[None, :], z, float("-inf"))
+        return z, bad
+
+    @triton.jit
+    def _log1p(x):
+        # Goldberg's trick: exact to a few ulp without a libdevice call.
+        u = 1.0 + x
+        den = tl.where(u == 1.0, 1.0, u - 1.0)
+        return tl.where(u == 1.0, x, tl.log(u) * (x / den))
+
+    @triton.jit
+    def _expm1(x):
+        # Kahan's trick (x <= 0 here): exact to a few ulp.
+        u = tl.exp(x)
+        lu = tl.where((u == 1.0) | (u == 0.0), 1.0, tl.log(u))
+        return tl.where(u == 1.0, x, tl.where(u == 0.0, -1.0, (u - 1.0) * (x / lu)))
+
+    @triton.jit
+    def _row_stats(ptr, rows, row_ok, cols0, C, stride_r, stride_c, BLOCK_C: tl.constexpr, BLOCK_N: tl.constexpr):
+        """One streamed pass over the classes of a row block: max m, second max
+        z2, argmax, rest = sum_{c != argmax} exp(z_c - m), tsum = sum exp(d) d."""
+        m = tl.full([BLOCK_N], float("-inf"), tl.float32)
+        z2 = tl.full([BLOCK_N], float("-inf"), tl.float32)
+        arg = tl.zeros([BLOCK_N], dtype=tl.int32)
+        rest = tl.zeros([BLOCK_N], dtype=tl.float32)
+        tsum = tl.zeros([BLOCK_N], dtype=tl.float32)
+        bad = tl.zeros([BLOCK_N], dtype=tl.int32)
+        for c0 in range(0, C, BLOCK_C):
+            cols = c0 + cols0
+            col_ok = cols < C
+            z, b = _load_tile(ptr, rows, cols, row_ok, col_ok, stride_r, stride_c)
+            bad = tl.maximum(bad, b)
+            b1 = tl.max(z, axis=1)
+            bi = tl.argmax(z, axis=1, tie_break_left=True)
+            is_top = cols0[None, :] == bi[:, None]
+            b2 = tl.max(tl.where(is_top, float("-inf"), z), axis=1)
+            newmax = b1 > m
+            m_new = tl.maximum(m, b1)
+            z2 = tl.maximum(tl.minimum(m, b1), tl.maximum(z2, b2))
+            arg = tl.where(newmax, (c0 + bi).to(tl.int32), arg)
+            # m == -inf only before the first block: keep every term finite.
+            shift = tl.where(m == float("-inf"), 0.0, m - m_new)
+            a = tl.exp(shift)
+            a = tl.where(m == float("-inf"), 0.0, a)
+            d = z - m_new[:, None]
+            e = tl.exp(d)  # exp(-inf) = 0 on masked columns
+            ed = tl.where(col_ok[None, :], e * d, 0.0)
+            blk_all = tl.sum(e, axis=1)
+            blk_excl = tl.sum(tl.where(is_top, 0.0, e), axis=1)
+            s_old = rest + tl.where(m == float("-inf"), 0.0, 1.0)
+            tsum = a * (tsum + shift * s_old) + tl.sum(ed, axis=1)
+            rest = tl.where(newmax, (rest + tl.where(m == float("-inf"), 0.0, 1.0)) * a + blk_excl,
+                            rest + blk_all)
+            m = m_new
+        return m, z2, arg, rest, tsum, bad
+
+    @triton.jit
+    def _pick(tile, tcols, t):
+        """Column t of a (BLOCK_N, BLOCK_T) tile."""
+        return tl.sum(tl.where(tcols[None, :] == t, tile, 0), axis=1)
+
+    @triton.jit
+    def _uncertainty_kernel(
+        z_ptr, mc_ptr, out_ptr, flag_ptr,
+        N, C, T,
+        stride_zn, stride_zc,
+        stride_mt, stride_mn, stride_mc,
+        stride_out,
+        DO_LOGITS: tl.constexpr, DO_MC: tl.constexpr, MC_ONE_BLOCK: tl.constexpr,
+        BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr,
+    ):
+        pid = tl.program_id(0).to(tl.int64)
+        rows = pid * BLOCK_N + tl.arange(0, BLOCK_N).to(tl.int64)
+        row_ok = rows < N
+        cols0 = tl.arange(0, BLOCK_C)
+        flags = tl.zeros([BLOCK_N], dtype=tl.int32)
+
+        if DO_LOGITS:
+            m, z2, arg, rest, tsum, bad = _row_stats(
+                z_ptr, rows, row_ok, cols0, C, stride_zn, stride_zc, BLOCK_C, BLOCK_N)
+            s = rest + 1.0
+            ent = _log1p(rest) - tsum / s
+            margin = _expm1(tl.where(row_ok, z2 - m, 0.0)) / s
+            lc = rest / s
+            tl.store(out_ptr + 0 * stride_out + rows, ent, mask=row_ok)
+            tl.store(out_ptr + 1 * stride_out + rows, margin, mask=row_ok)
+            tl.store(out_ptr + 2 * stride_out + rows, lc, mask=row_ok)
+            flags = flags | (bad * 1)
+
+        if DO_MC:
+            tcols = tl.arange(0, BLOCK_T)
+            args = tl.zeros([BLOCK_N, BLOCK_T], dtype=tl.int32)
+            h_sum = tl.zeros([BLOCK_N], dtype=tl.float32)
+            bad_mc = tl.zeros([BLOCK_N], dtype=tl.int32)
+            h_bar = tl.zeros([BLOCK_N], dtype=tl.float32)
+            std_sum = tl.zeros([BLOCK_N], dtype=tl.float32)
+            if MC_ONE_BLOCK:
+                # All classes fit one block: a single read of mc.
+                col_ok = cols0 < C
+                mean = tl.zeros([BLOCK_N, BLOCK_C], dtype=tl.float32)
+                m2 = tl.zeros([BLOCK_N, BLOCK_C], dtype=tl.float32)
+                xt_ptr = mc_ptr  # advanced by stride_mt per t: 64-bit pointer math, no int32 wrap
+                for t in range(0, T):
+                    z, b = _load_tile(xt_ptr, rows, cols0, row_ok, col_ok, stride_mn, stride_mc)
+                    xt_ptr += stride_mt
+                    bad_mc = tl.maximum(bad_mc, b)
+                    mt = tl.max(z, axis=1)
+                    at = tl.argmax(z, axis=1, tie_break_left=True)
+                    is_top = cols0[None, :] == at[:, None]
+                    d = z - mt[:, None]
+                    e = tl.exp(d)
+                    rest = tl.sum(tl.where(is_top, 0.0, e), axis=1)
+                    s = rest + 1.0
+                    ed = tl.sum(tl.where(col_ok[None, :], e * d, 0.0), axis=1)
+                    h_sum += _log1p(rest) - ed / s
+                    args = tl.where(tcols[None, :] == t, at[:, None].to(tl.int32), args)
+                    p = e / s[:, None]
+                    delta = p - mean
+                    mean += delta * (1.0 / (t + 1.0))
+                    m2 += delta * (p - mean)
+                plog = mean * tl.log(tl.where(mean > 0.0, mean, 1.0))
+                h_bar = -tl.sum(plog, axis=1)
+                std_sum = tl.sum(tl.where(col_ok[None, :], tl.sqrt(m2 / T), 0.0), axis=1)
+            else:
+                # Wide rows: pass 1 streams classes per t for (m_t, s_t, H_t,
+                # argmax_t); pass 2 streams class blocks, all t, for p_t,c.
+                m_tile = tl.zeros([BLOCK_N, BLOCK_T], dtype=tl.float32)
+                s_tile = tl.full([BLOCK_N, BLOCK_T], 1.0, dtype=tl.float32)
+                xt_ptr = mc_ptr
+                for t in range(0, T):
+                    mt, z2t, at, rest, tsum, b = _row_stats(
+                        xt_ptr, rows, row_ok, cols0, C, stride_mn, stride_mc, BLOCK_C, BLOCK_N)
+                    xt_ptr += stride_mt
+                    bad_mc = tl.maximum(bad_mc, b)
+                    s = rest + 1.0
+                    h_sum += _log1p(rest) - tsum / s
+                    sel = tcols[None, :] == t
+                    args = tl.where(sel, at[:, None], args)
+                    m_tile = tl.where(sel, mt[:, None], m_tile)
+                    s_tile = tl.where(sel, s[:, None], s_tile)
+                for c0 in range(0, C, BLOCK_C):
+                    cols = c0 + cols0
+                    col_ok = cols < C
+                    mean = tl.zeros([BLOCK_N, BLOCK_C], dtype=tl.float32)
+                    m2 = tl.zeros([BLOCK_N, BLOCK_C], dtype=tl.float32)
+                    xt_ptr = mc_ptr
+                    for t in range(0, T):
+                        z, b = _load_tile(xt_ptr, rows, cols, row_ok, col_ok, stride_mn, stride_mc)
+                        xt_ptr += stride_mt
+                        mt = _pick(m_tile, tcols, t)
+                        st = _pick(s_tile, tcols, t)
+                        p = tl.exp(z - mt[:, None]) / st[:, None]
+                        delta = p - mean
+                        mean += delta * (1.0 / (t + 1.0))
+                        m2 += delta * (p - mean)
+                    plog = mean * tl.log(tl.where(mean > 0.0, mean, 1.0))
+                    h_bar += -tl.sum(plog, axis=1)
+                    std_sum += tl.sum(tl.where(col_ok[None, :], tl.sqrt(m2 / T), 0.0), axis=1)
+            # var_ratio: the modal argmax count over t (T^2 compares, T is small).
+            best = tl.zeros([BLOCK_N], dtype=tl.int32)
+            tvalid = tcols[None, :] < T
+            for t in range(0, T):
+                at = _pick(args, tcols, t)
+                cnt = tl.sum(tl.where(tvalid & (args == at[:, None]), 1, 0), axis=1)
+                best = tl.maximum(best, cnt)
+            var_ratio = 1.0 - best.to(tl.float32) / T
+            bald = h_bar - h_sum / T
+            mean_std = std_sum / C
+            tl.store(out_ptr + 3 * stride_out + rows, var_ratio, mask=row_ok)
+            tl.store(out_ptr + 4 * stride_out + rows, bald, mask=row_ok)
+            tl.store(out_ptr + 5 * stride_out + rows, mean_std, mask=row_ok)
+            flags = flags | (bad_mc * 2)
+
+        tl.store(flag_ptr + rows, flags, mask=row_ok)
+
+
+def _next_pow2(x: int) -> int:
+    return 1 << max(0, int(x) - 1).bit_length()
+
+
+def launch_config(n_classes: int, n_mc: int, do_mc: bool) -> dict:
+    """Block sizes and warps for one launch (the one place these rules live)."""
+    if n_classes < 1:
+        raise ValueError(f"n_classes must be >= 1 (launch_config); got {n_classes}")
+    block_c = min(_next_pow2(n_classes), MAX_BLOCK_C)
+    block_n = max(1, min(64, TILE_ELEMS // block_c))
+    # Triton needs >= 16 elements per tile dimension product for some layouts.
+    block_t = max(2, _next_pow2(max(1, n_mc)))
+    tile = block_n * block_c
+    num_warps = 8 if tile >= 4096 else 4
+    return dict(BLOCK_N=block_n, BLOCK_C=block_c, BLOCK_T=block_t,
+                MC_ONE_BLOCK=bool(do_mc and n_classes <= block_c), num_warps=num_warps)
+
+
+def fused_scores_triton(logits, mc_logits, do_logits: bool, do_mc: bool):
+    """All requested scores of one chunk in one Triton launch.
+
+    Same parameters and returns as ``fused_scores_torch``. Inputs may be any
+    strides; they are read in place (no copy, no upcast).
+    """
+    if triton is None:  # pragma: no cover
+        raise RuntimeError("triton is not installed (fused_scores_triton)")
+    ref = logits if do_logits else mc_logits
+    n = int(ref.shape[-2])
+    c = int(ref.shape[-1])
+    t = int(mc_logits.shape[0]) if do_mc else 1
+    device = ref.device
+    out = torch.empty((6, n), dtype=torch.float32, device=device)
+    flags = torch.empty((n,), dtype=torch.int32, device=device)
+    if n == 0:
+        return _pack(out, flags, do_logits, do_mc)
+    cfg = launch_config(c, t, do_mc)
+    z = logits if do_logits else out  # dummy pointer when unused
+    x = mc_logits if do_mc else out.unsqueeze(0)
+    sz = (z.stride(0), z.stride(1)) if do_logits else (0, 0)
+    sx = (x.stride(0), x.stride(1), x.stride(2)) if do_mc else (0, 0, 0)
+    grid = (triton.cdiv(n, cfg["BLOCK_N"]),)
+    with _interpret_errstate(device):
+        _uncertainty_kernel[grid](
+            z, x, out, flags, n, c, t, sz[0], sz[1], sx[0], sx[1], sx[2], out.stride(0),
+            DO_LOGITS=bool(do_logits), DO_MC=bool(do_mc), MC_ONE_BLOCK=cfg["MC_ONE_BLOCK"],
+            BLOCK_N=cfg["BLOCK_N"], BLOCK_C=cfg["BLOCK_C"], BLOCK_T=cfg["BLOCK_T"],
+            num_warps=cfg["num_warps"],
+        )
+    return _pack(out, flags, do_logits, do_mc)
+
+
+def _pack(out, flags, do_logits, do_mc):
+    scores = {}
+    if do_logits:
+        scores.update(entropy=out[0], margin=out[1], least_confidence=out[2])
+    if do_mc:
+        scores.update(var_ratio=out[3], bald=out[4], mean_std=out[5])
+    return scores, flags
+
+
+def _interpret_errstate(device):
+    """Under TRITON_INTERPRET=1 the kernel runs as numpy; rows holding NaN/inf
+    (which we flag, then reject) would make numpy warn, so silence that there."""
+    if torch.device(device).type == "cpu":
+        import numpy as np
+
+        return np.errstate(all="ignore")
+    return contextlib.nullcontext()
+
+
+def fused_scores(logits, mc_logits, names=SCORE_NAMES, backend: str = "auto"):
+    """Requested scores of one chunk: ``backend`` in {"auto", "triton", "compile", "eager"}.
+
+    "auto" takes Triton on CUDA (or under TRITON_INTERPRET=1), torch.compile
+    on CPU. Returns ``(scores, flags, backend_used)``.
+    """
+    names = tuple(names)
+    do_logits = any(nm in LOGIT_NAMES for nm in names)
+    do_mc = any(nm in MC_NAMES for nm in names)
+    if backend == "auto":
+        backend = choose_backend((logits if do_logits else mc_logits).device)
+    if backend == "triton":
+        scores, flags = fused_scores_triton(logits, mc_logits, do_logits, do_mc)
+    elif backend in ("compile", "eager"):
+        scores, flags = fused_scores_torch(logits, mc_logits, do_logits, do_mc, compile=backend == "compile")
+    else:
+        raise ValueError(f"backend must be one of ['auto', 'triton', 'compile', 'eager'] (fused_scores); got {backend!r}")
+    return {nm: scores[nm] for nm in names}, flags, backend
+
+
+def choose_backend(device) -> str:
+    from autoal_fast._backend import use_triton
+
+    if use_triton(torch.device(device)):
+        return "triton"
+    return "compile" if torch.device(device).type == "cpu" else "eager"
+
+
+__all__ = [
+    "SCORE_NAMES", "LOGIT_NAMES", "MC_NAMES", "BAD_LOGITS", "BAD_MC",
+    "reference_scores", "fused_scores_torch", "fused_scores_triton", "fused_scores",
+    "choose_backend", "launch_config",
+]
