@@ -202,7 +202,7 @@ def _load_npz(path: str) -> Dataset:
                                 f"with x_train, y_train, x_test, y_test, or one of {list(DATASETS)}")
     keys = ("x_train", "y_train", "x_test", "y_test")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:  # our handle: closed on errors too
             files = list(z.files)
             arrays = {k: z[k] for k in keys if k in files}
     except Exception as e:  # a broken zip, a truncated member, an object array, not an npz at all
