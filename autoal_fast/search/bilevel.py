@@ -1,0 +1,204 @@
+"""The first-order bi-level search of one AL round (docs/method.md, steps 2 and 7).
+
+Private worker: inputs are validated by ``AutoAL.fit``. Everything here works on
+tensors already on the search device: half A (``x_a``, ``y_a``) trains FitNet, half B
+(``x_b``, ``y_b``) with its candidate inputs (computed once per split, before this is
+called) trains SearchNet and the loss-prediction head.
+
+One alternating step, on one sample order ``idx`` of B shared by every tensor in it:
+1. FitNet forward on B: per-sample loss ``l(x)`` (kept with its graph).
+2. SearchNet forward: weights W, predicted loss; aggregated score ``a``; soft top-k
+   ``s`` with ``sum(s) = k_b``.
+3. SearchNet + loss head step: minimise ``-lift + count_weight * L_re + rank_weight *
+   L_rank`` where ``lift = (sum s l / k_b) / mean(l)`` (the mean FitNet loss of the soft
+   selection relative to B's mean: scale-free, so it does not fade as FitNet's loss falls),
+   ``L_re`` the count penalty on SearchNet's threshold mask and ``L_rank`` the
+   learning-loss ranking loss of the loss head against ``l`` (detached).
+4. FitNet step: minimise ``CE(A batch) + mean(s.detach() * l)``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from .relax import aggregate, count_penalty, ranking_loss, soft_topk
+
+__all__ = ["SearchConfig", "FitReport", "pretrain_fitnet", "alternate"]
+
+
+@dataclass
+class SearchConfig:
+    """Settings of the search; see ``AutoAL`` for what each means and why its default."""
+
+    pretrain_steps: int = 200
+    search_steps: int = 400
+    batch_size: int = 1024
+    temperature: float = 0.05
+    theta: float = 0.5
+    rank_mix: float = 0.1
+    count_weight: float = 0.1
+    rank_weight: float = 1.0
+    rank_margin: float = 1.0
+    soft_topk_iters: int | None = None
+
+
+@dataclass
+class FitReport:
+    """What one ``AutoAL.fit`` did. Per-step lists are over the alternating steps.
+
+    Attributes
+    ----------
+    pretrain_loss : list of float
+        FitNet cross-entropy on half A during pre-training.
+    search_loss, lift, count_penalty, rank_loss, fit_loss : list of float
+        SearchNet's total loss; the lift it maximises (mean FitNet loss of the soft
+        selection over B's mean; 1 = no better than uniform); the count penalty; the
+        loss head's ranking loss; FitNet's loss.
+    grad_norm_search, grad_norm_loss_head, grad_norm_fit : list of float
+        Gradient 2-norms of SearchNet (trunk + weight head), the loss-prediction head
+        and FitNet at each step.
+    soft_count : list of float
+        ``sum_x sigmoid(a(x)/T)``: how many samples SearchNet's own threshold selects.
+    topk_count : list of float
+        ``sum_x s(x)`` of the soft top-k (equals the target up to the solver's precision).
+    target_count : float
+        ``k_b``, the soft count asked of each step (t times the batch size).
+    weight_totals : dict
+        Strategy name -> sum over B of its weight W_k(x) after the search (sums to |B|).
+    weight_share : dict
+        The same, divided by |B| (the data of the paper's figure of weights over rounds).
+    n_a, n_b, k_b, ratio : sizes of the halves, B's selection size ceil(t |B|) and t.
+    times : dict
+        Seconds per phase (split, pretrain, candidates, search).
+    """
+
+    pretrain_loss: list = field(default_factory=list)
+    search_loss: list = field(default_factory=list)
+    lift: list = field(default_factory=list)
+    count_penalty: list = field(default_factory=list)
+    rank_loss: list = field(default_factory=list)
+    fit_loss: list = field(default_factory=list)
+    grad_norm_search: list = field(default_factory=list)
+    grad_norm_loss_head: list = field(default_factory=list)
+    grad_norm_fit: list = field(default_factory=list)
+    soft_count: list = field(default_factory=list)
+    topk_count: list = field(default_factory=list)
+    target_count: float = 0.0
+    weight_totals: dict = field(default_factory=dict)
+    weight_share: dict = field(default_factory=dict)
+    n_a: int = 0
+    n_b: int = 0
+    k_b: int = 0
+    ratio: float = 0.0
+    strategies: tuple = ()
+    times: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _grad_norm(params) -> torch.Tensor:
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+
+
+def _batch(n: int, batch_size: int, gen: torch.Generator, device) -> torch.Tensor | None:
+    """A random batch of indices, or None for the whole set (no indexing needed)."""
+    if n <= batch_size:
+        return None
+    return torch.randperm(n, generator=gen)[:batch_size].to(device)
+
+
+def pretrain_fitnet(fitnet, opt_fit, x_a, y_a, steps: int, batch_size: int, gen) -> list:
+    """FitNet on half A with cross-entropy; returns the per-step losses."""
+    fitnet.train()
+    losses = []
+    for _ in range(steps):
+        idx = _batch(x_a.shape[0], batch_size, gen, x_a.device)
+        xa, ya = (x_a, y_a) if idx is None else (x_a[idx], y_a[idx])
+        loss = F.cross_entropy(fitnet(xa), ya)
+        opt_fit.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_fit.step()
+        losses.append(loss.detach())
+    return [float(v) for v in torch.stack(losses).cpu()] if losses else []
+
+
+def alternate(fitnet, searchnet, opt_fit, opt_search, x_a, y_a, x_b, y_b, cand_b, ranks_b, picks_b,
+              ratio: float, cfg: SearchConfig, gen: torch.Generator, report: FitReport) -> None:
+    """The alternating steps; appends per-step figures to ``report``.
+
+    cand_b: (n_b, 2K) SearchNet's candidate inputs; ranks_b, picks_b: (n_b, K).
+    """
+    fitnet.train()
+    searchnet.train()
+    n_b = x_b.shape[0]
+    search_params = searchnet.search_parameters()
+    head_params = list(searchnet.loss_head.parameters())
+    fit_params = list(fitnet.parameters())
+    rec = {k: [] for k in ("search_loss", "lift", "count_penalty", "rank_loss", "fit_loss",
+                           "grad_norm_search", "grad_norm_loss_head", "grad_norm_fit",
+                           "soft_count", "topk_count")}
+    k_full = None
+    for _ in range(cfg.search_steps):
+        idx = _batch(n_b, cfg.batch_size, gen, x_b.device)
+        if idx is None:  # one sample order for every tensor of this step
+            xb, yb, cb, rb, pb = x_b, y_b, cand_b, ranks_b, picks_b
+        else:
+            xb, yb, cb, rb, pb = x_b[idx], y_b[idx], cand_b[idx], ranks_b[idx], picks_b[idx]
+        nb = xb.shape[0]
+        k_b = min(max(ratio * nb, 0.5), nb - 0.5)
+        k_full = k_b
+        # 1. FitNet per-sample loss on this batch of B
+        loss_f = F.cross_entropy(fitnet(xb), yb, reduction="none")
+        l_det = loss_f.detach()
+        # 2. SearchNet
+        w, pred_loss = searchnet(xb, cb)
+        a = aggregate(w, pb, rb, cfg.theta, cfg.rank_mix)
+        s = soft_topk(a, k_b, cfg.temperature, n_iter=cfg.soft_topk_iters)
+        lift = (s * l_det).sum() / (k_b * l_det.mean().clamp_min(1e-12))
+        pen, soft_count = count_penalty(a, k_b, cfg.temperature)
+        rank = ranking_loss(pred_loss, l_det, cfg.rank_margin)
+        loss_s = -lift + cfg.count_weight * pen + cfg.rank_weight * rank
+        opt_search.zero_grad(set_to_none=True)
+        loss_s.backward()
+        gs, gh = _grad_norm(search_params), _grad_norm(head_params)
+        opt_search.step()
+        # 4. FitNet step: CE on an A batch + the selection-weighted loss on B
+        ia = _batch(x_a.shape[0], cfg.batch_size, gen, x_a.device)
+        xa, ya = (x_a, y_a) if ia is None else (x_a[ia], y_a[ia])
+        loss_fit = F.cross_entropy(fitnet(xa), ya) + (s.detach() * loss_f).mean()
+        opt_fit.zero_grad(set_to_none=True)
+        loss_fit.backward()
+        gf = _grad_norm(fit_params)
+        opt_fit.step()
+        for key, v in (("search_loss", loss_s), ("lift", lift), ("count_penalty", pen),
+                       ("rank_loss", rank), ("fit_loss", loss_fit), ("grad_norm_search", gs),
+                       ("grad_norm_loss_head", gh), ("grad_norm_fit", gf),
+                       ("soft_count", soft_count), ("topk_count", s.sum())):
+            rec[key].append(v.detach().to(torch.float32).reshape(()))
+    for key, vals in rec.items():  # one device->host copy per series, not one per step
+        getattr(report, key).extend(torch.stack(vals).cpu().tolist() if vals else [])
+    report.target_count = float(k_full) if k_full is not None else float(ratio * n_b)
+
+
+class Timer:
+    def __init__(self):
+        self.times = {}
+
+    def __call__(self, name):
+        timer = self
+
+        class _T:
+            def __enter__(self):
+                self.t0 = time.perf_counter()
+
+            def __exit__(self, *exc):
+                timer.times[name] = timer.times.get(name, 0.0) + time.perf_counter() - self.t0
+
+        return _T()
