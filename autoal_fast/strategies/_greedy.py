@@ -109,6 +109,24 @@ def uniform(gen: torch.Generator) -> float:
     return float(torch.rand((), generator=gen, device=gen.device, dtype=torch.float64))
 
 
+def d2_sample(mind: torch.Tensor, gen) -> int:
+    """Index drawn with probability proportional to max(mind, 0)^2."""
+    u = uniform(gen)
+    w = mind.clamp(min=0.0).to(torch.float64).pow_(2)
+    cs = torch.cumsum(w, 0)
+    total = float(cs[-1])
+    if total > 0.0 and total != float("inf"):
+        i = int(torch.searchsorted(cs, torch.tensor([u * total], dtype=torch.float64,
+                                                    device=cs.device), right=True))
+        i = min(i, mind.numel() - 1)
+        if w[i] > 0:
+            return i
+        # rounding at the top end: the last point with positive weight
+        return int(torch.nonzero(w > 0)[-1])
+    free = torch.nonzero(mind >= 0).view(-1)
+    return int(free[min(int(u * free.numel()), free.numel() - 1)])
+
+
 # --------------------------------------------------------------------------- metrics
 class EuclideanRows:
     """Exact Euclidean distances between rows of x (n, d) and a centre, float32.

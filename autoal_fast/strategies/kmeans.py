@@ -1,0 +1,200 @@
+"""kmeans: k-means with k = b on the embeddings; the pool point nearest each
+centroid is picked (the AutoAL paper's diversity candidate).
+
+Procedure (seeded, deterministic for a given seed and backend):
+
+1. Init: k-means++ (D^2 sampling, first centre uniform) on a seeded uniform
+   subsample of ``min(n, INIT_SAMPLE_PER_CENTRE * k)`` pool rows, using the
+   pruned greedy engine of ``_greedy``.
+2. Lloyd iterations (``n_iter``, default 20) on the whole pool:
+   - FAISS (``faiss.Kmeans`` seeded with the step-1 centroids, nredo=1; FAISS
+     trains on at most 256 points per centroid, its documented subsampling)
+     when faiss is installed, the pool is on CPU and its embeddings are
+     float32 with unit stride (so FAISS reads them in place; a memmap is paged,
+     not copied);
+   - torch otherwise (CUDA pools, float16/bfloat16 pools, no faiss): chunked
+     ``||c||^2 - 2 x c^T`` assignment under the chunk budget, centroid sums
+     by ``index_add_``; stops early when no assignment changes; an empty
+     cluster keeps its previous centroid.
+   The backend is recorded as ``_backend.last_used["kmeans"]`` ("faiss-cpu" or
+   "torch"). FAISS-GPU is not used for CUDA pools: it would need the pool on
+   the host, and the PyPI faiss-gpu wheels do not load on CUDA 13 machines.
+3. Snap: for every centroid the ``N_CANDIDATES`` nearest pool points are
+   found in one chunked pass. Centroids are served in order of their nearest
+   distance (ties to the lower centroid id); each takes its nearest unused
+   point (ties to the lower pool index), and if all its candidates are taken,
+   the nearest unused point found by an exact pass. The result is in that
+   serving order.
+
+References
+----------
+Wang, Zhan, Huang. "AutoAL: Automated Active Learning with Differentiable
+Query Strategy Search." ICML 2025. Arthur and Vassilvitskii, "k-means++: The
+Advantages of Careful Seeding." SODA 2007.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .. import _backend
+from ._greedy import (CenterStore, EuclideanRows, PrunedGreedy, center_dists_euclid, d2_sample,
+                      make_generator, rows_per_chunk, small_op_threads)
+
+N_ITER = 20
+INIT_SAMPLE_PER_CENTRE = 32
+N_CANDIDATES = 8
+#: Facts about the last call (backend, iterations run), for benchmarks.
+last_stats: dict = {}
+
+
+def kmeanspp_init(x: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
+    """k-means++ centroids (k, d) float32 from a seeded subsample of x's rows."""
+    n, d = x.shape
+    s = min(n, INIT_SAMPLE_PER_CENTRE * k)
+    if s < n:
+        idx = torch.randperm(n, generator=gen, device=gen.device)[:s].sort().values.to(x.device)
+        xs = x.index_select(0, idx).to(torch.float32).contiguous()
+    else:
+        xs = x.to(torch.float32).contiguous() if x.dtype != torch.float32 or x.stride(1) != 1 else x
+    metric = EuclideanRows(xs)
+    store = CenterStore(k, d, x.device)
+    with small_op_threads(x.device) as nt:
+        metric.threads = nt
+        eng = PrunedGreedy(
+            s, k, x.device,
+            update_rows=lambda idx, c, cid: metric.update(idx, c, cid, eng.mind, eng.assign),
+            center_dists=lambda c: center_dists_euclid(store, c, metric),
+        )
+        for t in range(k):
+            if t == 0:
+                i = min(int(torch.rand((), generator=gen, device=gen.device, dtype=torch.float64) * s), s - 1)
+            else:
+                i = d2_sample(eng.mind, gen)
+            c = metric.vec(i)
+            eng.add_centre(c, point=i)
+            store.add(c)
+    return store.x
+
+
+def lloyd_torch(x: torch.Tensor, centres: torch.Tensor, n_iter: int) -> tuple[torch.Tensor, int]:
+    """Chunked Lloyd iterations in place on ``centres`` (k, d) float32; returns (centres, iters)."""
+    n, d = x.shape
+    k = centres.shape[0]
+    rows = rows_per_chunk(4 * (2 * d + k))
+    labels = torch.full((n,), -1, dtype=torch.int32, device=x.device)
+    it = 0
+    for it in range(1, n_iter + 1):
+        cn = centres.pow(2).sum(1)
+        sums = torch.zeros(k, d, dtype=torch.float32, device=x.device)
+        counts = torch.zeros(k, dtype=torch.float32, device=x.device)
+        changed = torch.zeros((), dtype=torch.long, device=x.device)
+        for lo in range(0, n, rows):
+            xp = x[lo:lo + rows].to(torch.float32)
+            lab = torch.addmm(cn[None, :], xp, centres.T, alpha=-2.0).argmin(1)
+            sums.index_add_(0, lab, xp)
+            counts += torch.bincount(lab, minlength=k).to(torch.float32)
+            lab32 = lab.to(torch.int32)
+            changed += (labels[lo:lo + rows] != lab32).sum()
+            labels[lo:lo + rows] = lab32
+        ok = counts > 0
+        centres[ok] = sums[ok] / counts[ok, None]
+        if int(changed) == 0:
+            break
+    return centres, it
+
+
+def lloyd_faiss(faiss, x: torch.Tensor, centres: torch.Tensor, n_iter: int, seed: int):
+    n, d = x.shape
+    k = centres.shape[0]
+    km = faiss.Kmeans(d, k, niter=n_iter, nredo=1, seed=seed, verbose=False,
+                      min_points_per_centroid=1)
+    km.train(x.numpy(), init_centroids=np.ascontiguousarray(centres.numpy()))
+    return torch.from_numpy(np.array(km.centroids, dtype=np.float32)), n_iter
+
+
+def nearest_unique(x: torch.Tensor, centres: torch.Tensor) -> torch.LongTensor:
+    """One distinct pool point per centroid (see module docstring, step 3)."""
+    n, d = x.shape
+    k = centres.shape[0]
+    m = min(N_CANDIDATES, n)
+    cn = centres.pow(2).sum(1)
+    rows = rows_per_chunk(4 * (2 * d + 2 * k))
+    best_v = best_i = None
+    for lo in range(0, n, rows):
+        xp = x[lo:lo + rows].to(torch.float32)
+        d2 = torch.addmm(cn[None, :], xp, centres.T, alpha=-2.0)
+        d2 += xp.pow(2).sum(1)[:, None]
+        mm = min(m, xp.shape[0])
+        v, i = torch.topk(d2, mm, dim=0, largest=False)
+        i = i + lo
+        if best_v is not None:
+            v = torch.cat([best_v, v])
+            i = torch.cat([best_i, i])
+            v, j = torch.topk(v, min(m, v.shape[0]), dim=0, largest=False)
+            i = i.gather(0, j)
+        best_v, best_i = v, i
+    vals = best_v.cpu().numpy().astype(np.float64)
+    idxs = best_i.cpu().numpy()
+    used = np.zeros(n, dtype=bool)
+    order = np.lexsort((np.arange(k), vals.min(0)))
+    out = np.empty(k, dtype=np.int64)
+    for t, c in enumerate(order):
+        cand = np.lexsort((idxs[:, c], vals[:, c]))
+        pick = -1
+        for j in cand:
+            if not used[idxs[j, c]]:
+                pick = int(idxs[j, c])
+                break
+        if pick < 0:
+            pick = _nearest_unused(x, centres[c], used)
+        used[pick] = True
+        out[t] = pick
+    return torch.from_numpy(out)
+
+
+def _nearest_unused(x, centre, used: np.ndarray) -> int:
+    n, d = x.shape
+    rows = rows_per_chunk(4 * d)
+    best_v, best_i = float("inf"), -1
+    used_t = torch.from_numpy(used).to(x.device)
+    for lo in range(0, n, rows):
+        d2 = (x[lo:lo + rows].to(torch.float32) - centre).pow_(2).sum(1)
+        d2 = d2.masked_fill(used_t[lo:lo + rows], float("inf"))
+        j = int(torch.argmin(d2))
+        if float(d2[j]) < best_v:
+            best_v, best_i = float(d2[j]), lo + j
+    return best_i
+
+
+def select_kmeans(pool, k: int, seed=None, n_iter: int = N_ITER) -> torch.LongTensor:
+    """k-means picks (validated input assumed).
+
+    Parameters
+    ----------
+    pool : PoolOutputs with embeddings of shape (n_pool, n_features)
+    k : int, 1 <= k <= n_pool
+    seed : int, torch.Generator or None
+    n_iter : int, default=20
+        Lloyd iterations (the torch backend stops earlier when assignments settle).
+
+    Returns
+    -------
+    torch.LongTensor of shape (k,) on the pool's device.
+    """
+    x = pool.embeddings
+    gen = make_generator(seed)
+    centres = kmeanspp_init(x, k, gen)
+    faiss = _backend.faiss_module()
+    if faiss is not None and x.device.type == "cpu" and x.dtype == torch.float32 \
+            and x.stride(1) == 1 and x.stride(0) == x.shape[1]:
+        fseed = int(torch.randint(0, 2**31 - 1, (), generator=gen, device=gen.device))
+        centres, iters = lloyd_faiss(faiss, x, centres, n_iter, fseed)
+        backend = "faiss-cpu"
+    else:
+        centres, iters = lloyd_torch(x, centres, n_iter)
+        backend = "torch"
+    _backend.record("kmeans", backend)
+    last_stats.clear()
+    last_stats.update(backend=backend, n_iter=iters)
+    return nearest_unique(x, centres).to(x.device)
