@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--budget", type=int, default=S, help="samples queried per round (default 20)")
     r.add_argument("--seeds", type=_seeds, default=S, help="N for seeds 0..N-1, or a comma list (default 3)")
     r.add_argument("--epochs", type=int, default=S, help="training epochs per round (default 30)")
+    r.add_argument("--min-steps", dest="min_steps", type=int, default=S,
+                   help="at least this many gradient steps per round (default 0)")
     r.add_argument("--batch-size", dest="batch_size", type=int, default=S, help="training batch (default 32)")
     r.add_argument("--lr", type=float, default=S, help="Adam learning rate (default 1e-3)")
     r.add_argument("--weight-decay", dest="weight_decay", type=float, default=S, help="default 0")

@@ -85,6 +85,9 @@ class ExperimentConfig:
     seeds : tuple of int, default=(0, 1, 2)
     epochs : int, default=30
         Training epochs per round over the labeled set.
+    min_steps : int, default=0
+        Train for at least this many gradient steps (more epochs while the labeled
+        set is small, so that early rounds are not under-trained).
     batch_size : int, default=32
     lr : float, default=1e-3
         Adam learning rate.
@@ -119,6 +122,7 @@ class ExperimentConfig:
     budget: int = 20
     seeds: tuple = (0, 1, 2)
     epochs: int = 30
+    min_steps: int = 0
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -153,7 +157,7 @@ class ExperimentConfig:
     def validate(self) -> "ExperimentConfig":
         """Check every field; return a copy with ``strategies`` expanded."""
         c = "ExperimentConfig"
-        for name, low in (("rounds", 0), ("initial", 1), ("budget", 1), ("epochs", 0), ("batch_size", 1),
+        for name, low in (("rounds", 0), ("initial", 1), ("budget", 1), ("epochs", 0), ("min_steps", 0), ("batch_size", 1),
                           ("n_mc", 2), ("eval_batch", 1), ("threads", 1)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
@@ -246,7 +250,9 @@ def _train(model, x, y, cfg: ExperimentConfig, seed: int) -> None:
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     model.train()
     n = x.shape[0]
-    for _ in range(cfg.epochs):
+    steps_per_epoch = max(1, n // cfg.batch_size + (n % cfg.batch_size >= 2))
+    epochs = max(cfg.epochs, -(-cfg.min_steps // steps_per_epoch))
+    for _ in range(epochs):
         perm = torch.randperm(n, generator=gen).to(x.device)
         for i in range(0, n, cfg.batch_size):
             idx = perm[i:i + cfg.batch_size]
@@ -311,7 +317,7 @@ def query_indices(name: str, pool: PoolOutputs, k: int, *, labeled: PoolOutputs,
         al = AutoAL(strategies=list(cfg.candidates), budget=k, device=pool.device, seed=seed, **cfg.autoal)
         if state.get("autoal") is not None:
             al.load_state_dict(state["autoal"])
-        al.fit(labeled, labeled_y)
+        al.fit(labeled, labeled_y, k=k, n_pool=pool.n_samples)  # the search selects the query's ratio k/|U|
         res = al.query(pool, k)
         state["autoal"] = copy.deepcopy(al.state_dict())
         info = {}
