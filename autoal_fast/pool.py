@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ._validation import as_tensor_view, check_float_dtype, check_ndim
+from ._validation import as_tensor_view, check_float_dtype, check_int, check_ndim
 
 
 class PoolOutputs:
@@ -24,13 +24,17 @@ class PoolOutputs:
         Classifier head mapping embeddings to logits with dropout in it; when
         ``mc_logits`` is absent, the MC strategies run it ``n_mc`` times in
         train mode over the embeddings (cheap head passes, not full passes).
+    n_mc : int, default=10
+        Number of MC-dropout passes of ``head`` (>= 2); unused when
+        ``mc_logits`` is given (its first axis is T). The passes are seeded
+        (see ``autoal_fast.strategies.uncertainty.uncertainty_scores``).
 
     All arrays must agree on n_samples, and logits/mc_logits on n_classes.
     Values are not scanned here (that would read the whole pool); NaN/inf in
     the logits are reported by the strategies that read them.
     """
 
-    def __init__(self, logits, embeddings=None, mc_logits=None, head=None):
+    def __init__(self, logits, embeddings=None, mc_logits=None, head=None, n_mc=10):
         caller = "PoolOutputs"
         self.logits = as_tensor_view(logits, "logits", caller)
         check_float_dtype(self.logits, "logits", caller)
@@ -61,6 +65,7 @@ class PoolOutputs:
         if head is not None and not isinstance(head, torch.nn.Module):
             raise TypeError(f"head must be a torch.nn.Module ({caller}); got {type(head).__name__}")
         self.head = head
+        self.n_mc = check_int(n_mc, "n_mc", caller, low=2)
 
     @property
     def n_samples(self) -> int:

@@ -427,25 +427,37 @@ def _next_pow2(x: int) -> int:
     return 1 << max(0, int(x) - 1).bit_length()
 
 
-def launch_config(n_classes: int, n_mc: int, do_mc: bool) -> dict:
-    """Block sizes and warps for one launch (the one place these rules live)."""
+def launch_config(n_classes: int, n_mc: int, do_mc: bool, **overrides) -> dict:
+    """Block sizes and warps for one launch (the one place these rules live).
+
+    Tiles hold about ``TILE_ELEMS`` elements (half that with MC work, which
+    keeps two more float32 tiles live); register counts from ptxas for sm_90,
+    float32: logits-only 4 x 1024 / 8 warps 97 regs, MC 2 x 1024 / 8 warps 80,
+    MC 16 x 128 well under 255. ``overrides`` (BLOCK_N, num_warps) are for
+    tuning runs such as benchmarks/gpu/uncertainty.py.
+    """
     if n_classes < 1:
         raise ValueError(f"n_classes must be >= 1 (launch_config); got {n_classes}")
     block_c = min(_next_pow2(n_classes), MAX_BLOCK_C)
-    block_n = max(1, min(64, TILE_ELEMS // block_c))
-    # Triton needs >= 16 elements per tile dimension product for some layouts.
+    tile = TILE_ELEMS // 2 if do_mc else TILE_ELEMS
+    block_n = max(1, min(64, tile // block_c))
     block_t = max(2, _next_pow2(max(1, n_mc)))
-    tile = block_n * block_c
-    num_warps = 8 if tile >= 4096 else 4
-    return dict(BLOCK_N=block_n, BLOCK_C=block_c, BLOCK_T=block_t,
-                MC_ONE_BLOCK=bool(do_mc and n_classes <= block_c), num_warps=num_warps)
+    num_warps = 8 if block_n * block_c >= 2048 else 4
+    cfg = dict(BLOCK_N=block_n, BLOCK_C=block_c, BLOCK_T=block_t,
+               MC_ONE_BLOCK=bool(do_mc and n_classes <= block_c), num_warps=num_warps)
+    unknown = set(overrides) - {"BLOCK_N", "num_warps"}
+    if unknown:
+        raise ValueError(f"launch_config overrides must be BLOCK_N or num_warps; got {sorted(unknown)}")
+    cfg.update(overrides)
+    return cfg
 
 
-def fused_scores_triton(logits, mc_logits, do_logits: bool, do_mc: bool):
+def fused_scores_triton(logits, mc_logits, do_logits: bool, do_mc: bool, **config):
     """All requested scores of one chunk in one Triton launch.
 
     Same parameters and returns as ``fused_scores_torch``. Inputs may be any
-    strides; they are read in place (no copy, no upcast).
+    strides; they are read in place (no copy, no upcast). ``config``: launch
+    overrides passed to ``launch_config``.
     """
     if triton is None:  # pragma: no cover
         raise RuntimeError("triton is not installed (fused_scores_triton)")
@@ -458,7 +470,7 @@ def fused_scores_triton(logits, mc_logits, do_logits: bool, do_mc: bool):
     flags = torch.empty((n,), dtype=torch.int32, device=device)
     if n == 0:
         return _pack(out, flags, do_logits, do_mc)
-    cfg = launch_config(c, t, do_mc)
+    cfg = launch_config(c, t, do_mc, **config)
     z = logits if do_logits else out  # dummy pointer when unused
     x = mc_logits if do_mc else out.unsqueeze(0)
     sz = (z.stride(0), z.stride(1)) if do_logits else (0, 0)
