@@ -107,7 +107,7 @@ _INTERPRET_SCRIPT = textwrap.dedent(
     soft_topk(torch.randn(10), 2.0)
     assert last_used["soft_topk"] == "triton"
     a = torch.randn(2, 11, generator=g, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda x: soft_topk(x, 3.5, 0.3, backend="triton"), (a,))
+    assert torch.autograd.gradcheck(lambda x: soft_topk(x, 3.5, 0.3, backend="triton"), (a,), fast_mode=True)
     print("OK", worst)
     """
 )
