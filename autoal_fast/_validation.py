@@ -5,6 +5,7 @@ Messages name the argument, the caller, what is accepted and what was received.
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import numpy as np
 import torch
@@ -49,7 +50,15 @@ def as_tensor_view(x, name: str, caller: str) -> torch.Tensor:
     if is_array(x):
         if x.dtype.kind != "f":
             raise TypeError(f"{name} must hold floating-point values ({caller}); got numpy dtype {x.dtype}")
-        return torch.from_numpy(np.asarray(x))
+        arr = np.asarray(x)
+        if not arr.flags.writeable:
+            # np.load(..., mmap_mode="r") is read-only; torch warns that it has no
+            # read-only tensors. autoal_fast never writes to pool arrays, so the
+            # view is safe; silence only that warning.
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                return torch.from_numpy(arr)
+        return torch.from_numpy(arr)
     raise TypeError(f"{name} must be a torch.Tensor or numpy array ({caller}); got {type(x).__name__}")
 
 
