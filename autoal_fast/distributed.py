@@ -1,0 +1,147 @@
+"""torch.distributed plumbing for sharded pools.
+
+When a process group is initialised (or one is passed), a PoolOutputs given to
+a strategy is this rank's shard; shards are in rank order, so rank r's local
+index i is global index ``offset_r + i`` with ``offset_r`` the sum of the
+sizes of ranks < r. Everything here returns the same value on every rank.
+
+Collectives run on CPU tensors for gloo and on the current CUDA device for
+NCCL. The exchanges are small by design: sizes once, local top-k's once, and
+one (value, index) pair (plus one centre row) per greedy step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = ["Shard", "resolve_group", "shard_of", "merge_topk", "global_argmax",
+           "all_reduce_sum", "broadcast_from"]
+
+
+def resolve_group(group=None):
+    """The group to use, or None for single-process work.
+
+    ``group=None`` uses the default group when torch.distributed is
+    initialised; a world of size 1 is single-process work.
+    """
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_initialized():
+        if group is not None:
+            raise ValueError("group was given but torch.distributed is not initialised")
+        return None
+    group = group if group is not None else dist.group.WORLD
+    return group if dist.get_world_size(group) > 1 else None
+
+
+def comm_device(group) -> torch.device:
+    import torch.distributed as dist
+
+    if dist.get_backend(group) == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Where this rank's rows sit in the concatenated pool."""
+
+    group: object
+    rank: int
+    world: int
+    offset: int      # global index of this rank's first row
+    n_local: int
+    n_total: int
+    sizes: tuple     # rows per rank, in rank order
+
+
+def shard_of(n_local: int, group) -> Shard:
+    """All-gathers the shard sizes (one collective)."""
+    import torch.distributed as dist
+
+    dev = comm_device(group)
+    world = dist.get_world_size(group)
+    mine = torch.tensor([n_local], dtype=torch.int64, device=dev)
+    sizes = [torch.zeros_like(mine) for _ in range(world)]
+    dist.all_gather(sizes, mine, group=group)
+    sizes = tuple(int(s) for s in sizes)
+    rank = dist.get_rank(group)
+    return Shard(group, rank, world, sum(sizes[:rank]), n_local, sum(sizes), sizes)
+
+
+def _all_gather_rows(t: torch.Tensor, group) -> torch.Tensor:
+    """All-gather equally shaped tensors, concatenated along dim 0 in rank order."""
+    import torch.distributed as dist
+
+    world = dist.get_world_size(group)
+    dev = comm_device(group)
+    t = t.to(dev).contiguous()
+    parts = [torch.empty_like(t) for _ in range(world)]
+    dist.all_gather(parts, t, group=group)
+    return torch.cat(parts)
+
+
+def merge_topk(values: torch.Tensor, global_idx: torch.Tensor, k: int, largest: bool, group):
+    """Global top-k from each rank's local top-k (values, global indices).
+
+    Each rank contributes at most k candidates; ranks with fewer are padded
+    with entries that rank last. Order: best value, then lower global index.
+    Returns (values float64, indices int64) on CPU, identical on every rank.
+    """
+    pad = k - values.numel()
+    fill = float("-inf") if largest else float("inf")
+    v = torch.cat([values.detach().double().cpu(), torch.full((pad,), fill, dtype=torch.float64)])
+    i = torch.cat([global_idx.detach().long().cpu(),
+                   torch.full((pad,), np.iinfo(np.int64).max, dtype=torch.int64)])
+    allv = _all_gather_rows(v, group).cpu().numpy()
+    alli = _all_gather_rows(i, group).cpu().numpy()
+    key = -allv if largest else allv
+    order = np.lexsort((alli, key))[:k]
+    return torch.from_numpy(allv[order]), torch.from_numpy(alli[order])
+
+
+def global_argmax(value: float, global_index: int, group):
+    """(value, index) of the global maximum; ties go to the lower index.
+
+    One all_gather of a (2,) float64 tensor (indices are exact below 2**53).
+    A rank with nothing to offer passes value = -inf.
+    """
+    pair = torch.tensor([value, float(global_index)], dtype=torch.float64)
+    allp = _all_gather_rows(pair[None], group).cpu()
+    vals, idxs = allp[:, 0], allp[:, 1]
+    best = vals.max()
+    cand = idxs[vals == best] if not torch.isnan(best) else idxs
+    return float(best), int(cand.min())
+
+
+def all_reduce_sum(t: torch.Tensor, group) -> torch.Tensor:
+    """Sum over ranks (returns a new tensor on t's device)."""
+    import torch.distributed as dist
+
+    buf = t.detach().to(comm_device(group)).clone()
+    dist.all_reduce(buf, op=dist.ReduceOp.SUM, group=group)
+    return buf.to(t.device)
+
+
+def broadcast_from(t: torch.Tensor | None, owner: int, shape, dtype, group) -> torch.Tensor:
+    """Tensor ``t`` of rank ``owner`` on every rank (others pass None)."""
+    import torch.distributed as dist
+
+    dev = comm_device(group)
+    buf = t.detach().to(dev, dtype).contiguous().clone() if t is not None else \
+        torch.empty(shape, dtype=dtype, device=dev)
+    dist.broadcast(buf, src=dist.get_global_rank(group, owner) if group is not None else owner,
+                   group=group)
+    return buf
+
+
+def owner_of(global_index: int, shard: Shard) -> int:
+    """The rank holding a global index."""
+    acc = 0
+    for r, s in enumerate(shard.sizes):
+        if global_index < acc + s:
+            return r
+        acc += s
+    raise IndexError(f"global index {global_index} is outside the pool of {acc}")

@@ -1,0 +1,42 @@
+"""Launch a function on W gloo processes on loopback and collect their results."""
+import os
+import pickle
+import tempfile
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+
+def _worker(rank, world, init_file, out_dir, fn, args):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        res = fn(rank, world, *args)
+        with open(os.path.join(out_dir, f"{rank}.pkl"), "wb") as f:
+            pickle.dump(res, f)
+    finally:
+        dist.destroy_process_group()
+
+
+def run_world(fn, world, *args):
+    """Run ``fn(rank, world, *args)`` on ``world`` processes; list of returns by rank."""
+    with tempfile.TemporaryDirectory() as tmp:
+        init_file = os.path.join(tmp, "init")
+        mp.spawn(_worker, args=(world, init_file, tmp, fn, args), nprocs=world, join=True)
+        out = []
+        for r in range(world):
+            with open(os.path.join(tmp, f"{r}.pkl"), "rb") as f:
+                out.append(pickle.load(f))
+        return out
+
+
+def shard_bounds(n, world, rank, uneven=True):
+    """Uneven shard [lo, hi) of n rows for a rank (exercises unequal sizes)."""
+    if uneven:
+        cuts = [0] + [int(n * (r + 1) * (r + 2) / (world * (world + 1))) for r in range(world)]
+        cuts[-1] = n
+    else:
+        cuts = [n * r // world for r in range(world + 1)]
+    return cuts[rank], cuts[rank + 1]
