@@ -1,0 +1,165 @@
+"""kernels/uncertainty.py: the Triton kernel and the fused torch expression
+against the plain torch reference (float64) on odd shapes x dtypes.
+
+The Triton tests need CUDA or TRITON_INTERPRET=1, which must be set before
+triton is imported. In a plain ``python -m pytest`` run (no GPU) the test
+``test_triton_kernel_under_interpreter`` re-runs this file in a subprocess with
+TRITON_INTERPRET=1, so the default run exercises the kernel on CPU.
+
+Tolerances: rtol=1e-4 with an absolute floor of 1e-6 (bald: 2e-6) against the
+float64 reference of the same (possibly rounded fp16/bf16) input values; the
+kernels read any float type and accumulate in float32.
+"""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from autoal_fast import _backend
+from autoal_fast.kernels import uncertainty as K
+
+INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+HAS_CUDA = torch.cuda.is_available()
+TRITON_OK = _backend.has_triton() and (INTERPRET or HAS_CUDA)
+DEVICE = "cuda" if HAS_CUDA and not INTERPRET else "cpu"
+
+needs_triton = pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1 (see test_triton_kernel_under_interpreter)")
+
+# (n, C, T): tiny, C=2, one class block, C=1000 and 1001 (one 1024-wide block,
+# masked tail), C=3000 wider than a block (looped classes for the logits and the
+# two-phase MC path), odd everywhere.
+SHAPES = [(1, 2, 2), (37, 2, 3), (50, 7, 5), (33, 1000, 4), (37, 1001, 3), (5, 3000, 2), (130, 100, 10)]
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+# The interpreter is slow: every shape in float32, the half types on a few.
+TRITON_CASES = [(*s, torch.float32) for s in SHAPES] + [
+    (37, 1001, 3, torch.float16), (50, 7, 5, torch.bfloat16), (5, 3000, 2, torch.bfloat16)]
+
+
+def make(n, c, t, dtype, seed=0, scale=3.0):
+    g = torch.Generator().manual_seed(seed)
+    z = (torch.randn(n, c, generator=g) * scale).to(dtype)
+    x = (torch.randn(t, n, c, generator=g) * scale).to(dtype)
+    return z.to(DEVICE), x.to(DEVICE)
+
+
+def worst(got, want):
+    """The worst element, for failure messages."""
+    err = (got.double() - want).abs() / (want.abs() + 1e-6)
+    i = int(err.argmax())
+    return f"row {i}: got {float(got[i])!r}, want {float(want[i])!r}"
+
+
+def check(scores, z, x, names=K.SCORE_NAMES):
+    ref = K.reference_scores(z, x, names, dtype=torch.float64)
+    for nm in names:
+        got = scores[nm]
+        assert got.dtype == torch.float32 and got.shape == ref[nm].shape, nm
+        atol = 2e-6 if nm == "bald" else 1e-6
+        ok = torch.allclose(got.double(), ref[nm], rtol=1e-4, atol=atol)
+        assert ok, f"{nm}: {worst(got, ref[nm])}"
+
+
+# ------------------------------------------------------------- Triton kernel
+@needs_triton
+@pytest.mark.parametrize("n,c,t,dtype", TRITON_CASES)
+def test_triton_matches_reference(n, c, t, dtype):
+    z, x = make(n, c, t, dtype)
+    scores, flags = K.fused_scores_triton(z, x, True, True)
+    assert flags.shape == (n,) and int(flags.abs().sum()) == 0
+    check(scores, z, x)
+
+
+@needs_triton
+@pytest.mark.parametrize("do_logits,do_mc", [(True, False), (False, True)])
+@pytest.mark.parametrize("c", [7, 1001])
+def test_triton_halves(do_logits, do_mc, c):
+    z, x = make(21, c, 3, torch.float32, seed=1)
+    names = K.LOGIT_NAMES if do_logits else K.MC_NAMES
+    scores, flags = K.fused_scores_triton(z if do_logits else None, x if do_mc else None, do_logits, do_mc)
+    assert set(scores) == set(names)
+    check(scores, z, x, names)
+
+
+@needs_triton
+def test_triton_strided_inputs():
+    # Non-contiguous views: transposed logits, mc sliced along the sample axis.
+    g = torch.Generator().manual_seed(2)
+    zt = torch.randn(11, 29, generator=g).to(DEVICE)  # (C, n)
+    z = zt.t()
+    xb = torch.randn(4, 60, 11, generator=g).to(DEVICE)
+    x = xb[:, 10:39]
+    assert not z.is_contiguous() and not x.is_contiguous()
+    scores, _ = K.fused_scores_triton(z, x, True, True)
+    check(scores, z, x)
+
+
+@needs_triton
+@pytest.mark.parametrize("c", [6, 1001])
+def test_triton_flags_nonfinite_rows(c):
+    z, x = make(9, c, 3, torch.float32, seed=3)
+    z[2, c - 1] = float("nan")
+    z[4, 0] = float("inf")
+    x[1, 5, 2] = -float("inf")
+    x[2, 4, c // 2] = float("nan")
+    _, flags = K.fused_scores_triton(z, x, True, True)
+    assert flags.tolist() == [0, 0, K.BAD_LOGITS, 0, K.BAD_LOGITS | K.BAD_MC, K.BAD_MC, 0, 0, 0]
+
+
+@needs_triton
+def test_triton_ties_go_to_the_lower_class():
+    z = torch.tensor([[1.0, 3.0, 3.0, 0.0], [2.0, 2.0, 2.0, 2.0]], device=DEVICE)
+    x = torch.zeros(3, 2, 4, device=DEVICE)
+    x[0, 0, 1] = x[0, 0, 2] = 1.0  # tie: class 1
+    x[1, 0, 1] = 1.0
+    x[2, 0, 2] = 1.0
+    scores, _ = K.fused_scores_triton(z, x, True, True)
+    assert scores["margin"].tolist() == [0.0, 0.0]
+    assert scores["var_ratio"][0].item() == pytest.approx(1 - 2 / 3)
+    check(scores, z, x)
+
+
+@needs_triton
+def test_triton_empty():
+    z = torch.zeros(0, 5, device=DEVICE)
+    x = torch.zeros(2, 0, 5, device=DEVICE)
+    scores, flags = K.fused_scores_triton(z, x, True, True)
+    assert flags.shape == (0,) and all(v.shape == (0,) for v in scores.values())
+
+
+# ---------------------------------------------------- fused torch expression
+@pytest.mark.parametrize("n,c,t", SHAPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fused_torch_eager_matches_reference(n, c, t, dtype):
+    z, x = make(n, c, t, dtype)
+    scores, flags = K.fused_scores_torch(z, x, True, True, compile=False)
+    assert int(flags.abs().sum()) == 0
+    check(scores, z, x)
+
+
+def test_launch_config_rules():
+    cfg = K.launch_config(1000, 10, True)
+    assert cfg["BLOCK_C"] == 1024 and cfg["MC_ONE_BLOCK"] and cfg["BLOCK_T"] == 16
+    assert K.launch_config(1001, 10, True)["MC_ONE_BLOCK"]  # 1001 <= 1024: one block
+    assert not K.launch_config(1025, 10, True)["MC_ONE_BLOCK"]  # two-phase MC path
+    assert K.launch_config(2, 2, False)["BLOCK_C"] == 2
+    assert K.launch_config(1000, 1, False, BLOCK_N=1)["BLOCK_N"] == 1
+    with pytest.raises(ValueError, match="overrides"):
+        K.launch_config(10, 2, False, BLOCK_C=4)
+    with pytest.raises(ValueError, match="n_classes"):
+        K.launch_config(0, 2, False)
+
+
+# ------------------------------------------ the interpreter run, from plain CPU
+@pytest.mark.skipif(INTERPRET or HAS_CUDA, reason="already running the Triton tests in this process")
+@pytest.mark.skipif(not _backend.has_triton(), reason="triton is not installed")
+def test_triton_kernel_under_interpreter():
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    cmd = [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider", "-k", "triton and not interpreter",
+           "-o", "addopts=-m 'not slow and not gpu'"]
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    res = subprocess.run(cmd, env=env, cwd=root, capture_output=True, text=True, timeout=600)
+    tail = (res.stdout + res.stderr)[-4000:]
+    assert res.returncode == 0, tail
+    assert " passed" in res.stdout and "skipped" not in res.stdout.split("\n")[-2], tail
