@@ -21,12 +21,10 @@ def _int_list(text: str) -> list:
 
 
 def _seeds(text: str) -> list:
-    """``N`` -> seeds 0..N-1; ``a,b,c`` -> those seeds."""
+    """``a,b,c`` -> those seeds (``--seeds 5`` is the single seed 5)."""
     vals = _int_list(text)
-    if "," not in text and len(vals) == 1:
-        if vals[0] < 1:
-            raise argparse.ArgumentTypeError(f"--seeds N needs N >= 1; got {text!r}")
-        return list(range(vals[0]))
+    if not vals or min(vals) < 0:
+        raise argparse.ArgumentTypeError(f"--seeds needs a comma list of ints >= 0, e.g. 0,1,2; got {text!r}")
     return vals
 
 
@@ -64,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--rounds", type=int, default=S, help="query rounds (default 10)")
     r.add_argument("--initial", type=int, default=S, help="initial random labeled set (default 20)")
     r.add_argument("--budget", type=int, default=S, help="samples queried per round (default 20)")
-    r.add_argument("--seeds", type=_seeds, default=S, help="N for seeds 0..N-1, or a comma list (default 3)")
+    r.add_argument("--seeds", type=_seeds, default=S, help="comma list of seeds (default 0,1,2)")
     r.add_argument("--epochs", type=int, default=S, help="training epochs per round (default 30)")
     r.add_argument("--min-steps", dest="min_steps", type=int, default=S,
                    help="at least this many gradient steps per round (default 0)")

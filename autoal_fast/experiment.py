@@ -287,16 +287,13 @@ def _accuracy(model, x, y, batch: int) -> float:
     return correct / x.shape[0]
 
 
-class _MCHead(torch.nn.Module):
-    """The model's classifier head with the MC sample count the strategies read (``n_mc``)."""
+def _pool_outputs(logits, emb, head, n_mc: int) -> PoolOutputs:
+    """PoolOutputs with the model's dropout head for MC samples (n_mc of them)."""
+    import inspect
 
-    def __init__(self, head, n_mc: int):
-        super().__init__()
-        self.head = head
-        self.n_mc = n_mc
-
-    def forward(self, e):
-        return self.head(e)
+    if "n_mc" in inspect.signature(PoolOutputs).parameters:
+        return PoolOutputs(logits, emb, head=head, n_mc=n_mc)
+    return PoolOutputs(logits, emb, head=head)
 
 
 # ----------------------------------------------------------------------------- the one integration point
@@ -528,10 +525,9 @@ def _run_rounds(name, seed, cfg, ds, data, cur, dev, ck, ck_path, bar):
             _seed_all(qseed)
             t0 = time.perf_counter()
             logits, emb = _predict(model, data.x, cfg.eval_batch)
-            head = _MCHead(model.head, cfg.n_mc)
             unl_dev = unl.to(dev)
-            pool = PoolOutputs(logits[unl_dev], emb[unl_dev], head=head)
-            lab = PoolOutputs(logits[lab_dev], emb[lab_dev], head=head)
+            pool = _pool_outputs(logits[unl_dev], emb[unl_dev], model.head, cfg.n_mc)
+            lab = _pool_outputs(logits[lab_dev], emb[lab_dev], model.head, cfg.n_mc)
             t1 = time.perf_counter()
             y_unl = data.y[unl_dev]
             picks, info = query_indices(

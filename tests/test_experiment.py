@@ -1,0 +1,155 @@
+"""autoal_fast.experiment: the AL loop, its reports, checkpoints; the ALBL bandit; the task models."""
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from autoal_fast import PoolOutputs
+from autoal_fast.alb import ALBL
+from autoal_fast.experiment import (ExperimentConfig, aubc, format_table, resolve_strategies, run_experiment,
+                                    strategy_names, strip_timings)
+from autoal_fast.models import MLP, ResNet18, SmallCNN, build_model
+
+TINY = dict(dataset="digits", rounds=2, initial=20, budget=15, seeds=(0, 1), epochs=4, candidates=("margin", "coreset"))
+
+
+def _has_autoal():
+    try:
+        from autoal_fast.autoal import AutoAL  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def test_aubc_is_normalised_trapezoid():
+    assert aubc([10, 20, 30], [0.5, 0.7, 0.7]) == pytest.approx((0.6 * 10 + 0.7 * 10) / 20)
+    assert aubc([10, 30], [0.4, 0.8]) == pytest.approx(0.6)
+    assert aubc([10], [0.4]) == pytest.approx(0.4)
+
+
+def test_resolve_strategies():
+    assert resolve_strategies("all") == strategy_names()
+    assert resolve_strategies("entropy, albl,entropy") == ["entropy", "albl"]
+    assert "autoal" in strategy_names() and "albl" in strategy_names() and "random" in strategy_names()
+    with pytest.raises(ValueError) as e:
+        resolve_strategies("entropy,nope")
+    assert "'nope'" in str(e.value) and all(n in str(e.value) for n in strategy_names())
+
+
+@pytest.mark.parametrize("bad", [dict(rounds=-1), dict(seeds=()), dict(seeds=(1, 1)), dict(model="vgg"),
+                                 dict(candidates=("entropy", "autoal")), dict(device="tpu"), dict(n_mc=1)])
+def test_config_validation(bad):
+    with pytest.raises(ValueError):
+        ExperimentConfig(**bad).validate()
+
+
+def test_tiny_run_outputs(tmp_path):
+    cfg = ExperimentConfig(strategies=("entropy", "coreset", "albl"), **TINY)
+    res = run_experiment(cfg, out=str(tmp_path), progress=False, verbose=False)
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    assert on_disk == json.loads(json.dumps(res))
+    assert on_disk["complete"] is True and on_disk["config"]["strategies"] == ["entropy", "coreset", "albl"]
+    for name in ("entropy", "coreset", "albl"):
+        s = on_disk["strategies"][name]
+        assert len(s["runs"]) == 2 and 0.0 < s["aubc_mean"] <= 1.0 and s["aubc_std"] >= 0.0
+        for run in s["runs"]:
+            assert [r["labeled"] for r in run["rounds"]] == [20, 35, 50]
+            assert all(0.0 <= r["test_acc"] <= 1.0 and r["train_seconds"] >= 0 for r in run["rounds"])
+            assert all(r["query_seconds"] >= 0 for r in run["rounds"][:-1]) and run["rounds"][-1]["query_seconds"] is None
+            assert run["aubc"] == pytest.approx(aubc([r["labeled"] for r in run["rounds"]],
+                                                     [r["test_acc"] for r in run["rounds"]]))
+    # same seed, same initial set and model seed: round 0 is identical for every strategy
+    r0 = {n: on_disk["strategies"][n]["runs"][0]["rounds"][0]["test_acc"] for n in ("entropy", "coreset", "albl")}
+    assert len(set(r0.values())) == 1
+    with (tmp_path / "results.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 * 2 * 3 and set(rows[0]) >= {"strategy", "seed", "round", "labeled", "test_acc",
+                                                       "train_seconds", "query_seconds"}
+    png = tmp_path / "learning_curves.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = format_table(res)
+    assert "entropy" in table and "±" in table
+
+
+def test_resume_in_process_matches_and_checks_config(tmp_path):
+    cfg = ExperimentConfig(strategies=("random",), **dict(TINY, seeds=(0,)))
+    a = run_experiment(cfg, out=str(tmp_path / "a"), progress=False, verbose=False, plot=False)
+    # resuming a finished run changes nothing
+    b = run_experiment(None, out=str(tmp_path / "a"), resume=True, progress=False, verbose=False, plot=False)
+    assert strip_timings(a) == strip_timings(b)
+    with pytest.raises(ValueError, match=r"differs from the checkpoint .* \['epochs'\]"):
+        run_experiment(ExperimentConfig(strategies=("random",), **dict(TINY, seeds=(0,), epochs=5)),
+                       out=str(tmp_path / "a"), resume=True, progress=False, verbose=False)
+
+
+def test_warm_start_runs(tmp_path):
+    cfg = ExperimentConfig(strategies=("random",), warm_start=True, **dict(TINY, seeds=(0,)))
+    res = run_experiment(cfg, out=str(tmp_path), progress=False, verbose=False, plot=False)
+    assert len(res["strategies"]["random"]["runs"][0]["rounds"]) == 3
+
+
+@pytest.mark.skipif(not _has_autoal(), reason="autoal_fast.autoal has not landed")
+def test_autoal_strategy_runs(tmp_path):
+    cfg = ExperimentConfig(strategies=("autoal",), **dict(TINY, seeds=(0,)))
+    res = run_experiment(cfg, out=str(tmp_path), progress=False, verbose=False, plot=False)
+    assert [r["labeled"] for r in res["strategies"]["autoal"]["runs"][0]["rounds"]] == [20, 35, 50]
+
+
+# ----------------------------------------------------------------------------- ALBL
+def _pool(n=60, c=4, d=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return PoolOutputs(torch.randn(n, c, generator=g), torch.randn(n, d, generator=g))
+
+
+def test_albl_probabilities_state_and_picks():
+    b = ALBL(["margin", "coreset"], n_rounds=5)
+    assert b.arms == ["margin", "coreset", "random"]
+    p = b.arm_probabilities()
+    assert p.sum() == pytest.approx(1.0) and (p >= b.p_min).all()
+    pool, lab = _pool(), _pool(10, seed=1)
+    y = torch.arange(60) % 4
+    seen = []
+    for r in range(4):
+        idx = b.query(pool, 7, labeled=lab, seed=r, labels=lambda i: y[i])
+        assert idx.shape == (7,) and torch.unique(idx).numel() == 7 and 0 <= int(idx.min()) and int(idx.max()) < 60
+        seen.append(b.history[-1]["arm"])
+    assert all(h["reward"] is not None for h in b.history[:-1]) and b.history[-1]["reward"] is None
+    assert all(0.0 <= h["reward"] <= 1.0 for h in b.history[:-1])
+    assert not np.allclose(b.arm_probabilities(), p)  # it learned something
+    c = ALBL(["margin", "coreset"], n_rounds=5)
+    c.load_state_dict(b.state_dict())
+    i1 = b.query(pool, 7, labeled=lab, seed=9, labels=lambda i: y[i])
+    i2 = c.query(pool, 7, labeled=lab, seed=9, labels=lambda i: y[i])
+    assert torch.equal(i1, i2) and b.log_w == c.log_w
+
+
+def test_albl_rejects_bad_settings():
+    with pytest.raises(ValueError):
+        ALBL(["random"], n_rounds=3)
+    with pytest.raises(ValueError):
+        ALBL(["margin"], n_rounds=3, p_min=0.9)
+
+
+# ----------------------------------------------------------------------------- models
+@pytest.mark.parametrize("model,x", [(SmallCNN(10), torch.randn(3, 1, 28, 28)), (MLP(10, 64), torch.randn(3, 64)),
+                                     (ResNet18(10), torch.randn(2, 3, 32, 32))])
+def test_models_return_logits_embeddings_and_head(model, x):
+    model.eval()
+    with torch.no_grad():
+        logits, emb = model(x)
+        assert logits.shape == (x.shape[0], 10) and emb.ndim == 2
+        torch.testing.assert_close(model.head(emb), logits)
+        model.head.train()  # MC dropout over the embeddings
+        assert any(isinstance(m, torch.nn.Dropout) for m in model.head.modules())
+        assert not torch.equal(model.head(emb), model.head(emb))
+
+
+def test_build_model_picks_by_kind():
+    assert isinstance(build_model("auto", "flat", (64,), 10), MLP)
+    assert isinstance(build_model("auto", "grey", (1, 28, 28), 10), SmallCNN)
+    assert isinstance(build_model("auto", "colour", (3, 32, 32), 10), ResNet18)
+    with pytest.raises(ValueError, match="mlp"):
+        build_model("cnn", "flat", (64,), 10)
