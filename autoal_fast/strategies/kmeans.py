@@ -3,9 +3,9 @@ centroid is picked (the AutoAL paper's diversity candidate).
 
 Procedure (seeded, deterministic for a given seed and backend):
 
-1. Init: k-means++ (D^2 sampling, first centre uniform) on a seeded uniform
-   subsample of ``min(n, INIT_SAMPLE_PER_CENTRE * k)`` pool rows, using the
-   pruned greedy engine of ``_greedy``.
+1. Init: greedy k-means++ (D^2 sampling with ``2 + ln k`` candidates per
+   step, the best kept; first centre uniform), as scikit-learn does, on a
+   seeded uniform subsample of ``min(n, INIT_SAMPLE_PER_CENTRE * k)`` rows.
 2. Lloyd iterations (``n_iter``, default 20) on the whole pool:
    - FAISS (``faiss.Kmeans`` seeded with the step-1 centroids, nredo=1; FAISS
      trains on at most 256 points per centroid, its documented subsampling)
@@ -38,18 +38,24 @@ import numpy as np
 import torch
 
 from .. import _backend
-from ._greedy import (CenterStore, EuclideanRows, PrunedGreedy, center_dists_euclid, d2_sample,
-                      make_generator, rows_per_chunk, small_op_threads)
+from ._greedy import EuclideanRows, d2_sample, make_generator, rows_per_chunk
 
 N_ITER = 20
-INIT_SAMPLE_PER_CENTRE = 32
+INIT_SAMPLE_PER_CENTRE = 16
 N_CANDIDATES = 8
 #: Facts about the last call (backend, iterations run), for benchmarks.
 last_stats: dict = {}
 
 
 def kmeanspp_init(x: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
-    """k-means++ centroids (k, d) float32 from a seeded subsample of x's rows."""
+    """Greedy k-means++ centroids (k, d) float32 from a seeded subsample of x's rows.
+
+    As in scikit-learn's default: the first centre is uniform; then each step
+    draws ``2 + floor(ln k)`` candidates by D^2 sampling and keeps the one that
+    lowers the potential (sum of squared distances) most. Candidate potentials
+    come from one (s, n_candidates) matmul; the kept centre's distances are then
+    updated exactly by the fused step.
+    """
     n, d = x.shape
     s = min(n, INIT_SAMPLE_PER_CENTRE * k)
     if s < n:
@@ -57,24 +63,33 @@ def kmeanspp_init(x: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor
         xs = x.index_select(0, idx).to(torch.float32).contiguous()
     else:
         xs = x.to(torch.float32).contiguous() if x.dtype != torch.float32 or x.stride(1) != 1 else x
+    n_trials = 2 + int(np.log(k))
+    xsn = xs.pow(2).sum(1)
     metric = EuclideanRows(xs)
-    store = CenterStore(k, d, x.device)
-    with small_op_threads(x.device) as nt:
-        metric.threads = nt
-        eng = PrunedGreedy(
-            s, k, x.device,
-            update_rows=lambda idx, c, cid: metric.update(idx, c, cid, eng.mind, eng.assign),
-            center_dists=lambda c: center_dists_euclid(store, c, metric),
-        )
-        for t in range(k):
-            if t == 0:
-                i = min(int(torch.rand((), generator=gen, device=gen.device, dtype=torch.float64) * s), s - 1)
-            else:
-                i = d2_sample(eng.mind, gen)
-            c = metric.vec(i)
-            eng.add_centre(c, point=i)
-            store.add(c)
-    return store.x
+    mind = torch.full((s,), float("inf"), dtype=torch.float32, device=x.device)
+    assign = torch.zeros(s, dtype=torch.int32, device=x.device)
+    centres = torch.empty(k, d, dtype=torch.float32, device=x.device)
+    first = min(int(torch.rand((), generator=gen, device=gen.device, dtype=torch.float64) * s), s - 1)
+    c = metric.vec(first)
+    metric.update(None, c, 0, mind, assign)
+    mind[first] = -1.0
+    centres[0] = c
+    for t in range(1, k):
+        w = mind.clamp(min=0.0).to(torch.float64).pow_(2)
+        total = float(w.sum())
+        if total > 0.0:
+            cand = torch.multinomial(w.to(gen.device), n_trials, replacement=True, generator=gen).to(x.device)
+            cx = xs.index_select(0, cand)
+            d2 = torch.addmm(xsn[:, None] + cx.pow(2).sum(1)[None, :], xs, cx.T, alpha=-2.0).clamp_(min=0.0)
+            pot = torch.minimum(w.to(torch.float32)[:, None], d2).sum(0)
+            i = int(cand[int(torch.argmin(pot))])
+        else:  # every remaining point duplicates a centre
+            i = d2_sample(mind, gen)
+        c = metric.vec(i)
+        metric.update(None, c, t, mind, assign)
+        mind[i] = -1.0
+        centres[t] = c
+    return centres
 
 
 def lloyd_torch(x: torch.Tensor, centres: torch.Tensor, n_iter: int) -> tuple[torch.Tensor, int]:

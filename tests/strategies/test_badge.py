@@ -1,0 +1,113 @@
+"""select('badge'): k-means++ on factorised gradient embeddings."""
+import numpy as np
+import pytest
+import torch
+
+import autoal_fast as aaf
+from autoal_fast import _backend
+from autoal_fast.strategies import _greedy, badge, select
+
+
+def make_pool(n, c, d, seed=0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    cls = torch.randint(0, c, (n,), generator=g)
+    z = torch.randn(n, c, generator=g) + 4 * torch.nn.functional.one_hot(cls, c) * torch.rand(n, 1, generator=g)
+    e = torch.randn(c, d, generator=g)[cls] + 0.3 * torch.randn(n, d, generator=g)
+    return z.to(dtype), e.to(dtype)
+
+
+def grad_embeddings(z, e):
+    p = torch.softmax(z.double(), 1)
+    a = p.clone()
+    a[torch.arange(len(p)), p.argmax(1)] -= 1
+    return (a[:, :, None] * e.double()[:, None, :]).reshape(len(p), -1)
+
+
+def check_d2_picks(g, picks):
+    """Every pick had positive float64 distance to all earlier picks; first = max ||g||."""
+    assert int(picks[0]) == int(g.norm(dim=1).argmax())
+    md = torch.full((g.shape[0],), float("inf"), dtype=torch.float64)
+    for i in picks:
+        assert md[i] > 0, i
+        md = torch.minimum(md, (g - g[i]).norm(dim=1))
+
+
+@pytest.mark.parametrize("n,c,d,k", [(300, 2, 8, 30), (2000, 10, 32, 100), (2000, 100, 8, 40)])
+def test_valid_and_reproducible(n, c, d, k):
+    z, e = make_pool(n, c, d)
+    pool = aaf.PoolOutputs(z, e)
+    a = select("badge", pool, k, seed=0)
+    b = select("badge", pool, k, seed=0)
+    other = select("badge", pool, k, seed=1)
+    assert a.dtype == torch.long and a.shape == (k,)
+    assert torch.equal(a, b) and not torch.equal(a, other)
+    assert len(set(a.tolist())) == k
+    check_d2_picks(grad_embeddings(z, e), a.tolist())
+    assert _backend.last_used["badge"] == "torch"
+
+
+def test_generator_seed():
+    z, e = make_pool(500, 5, 8)
+    pool = aaf.PoolOutputs(z, e)
+    a = select("badge", pool, 20, seed=torch.Generator().manual_seed(5))
+    b = select("badge", pool, 20, seed=torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)
+
+
+def test_d2_distribution():
+    # four points on a line in g-space; after the first pick the second is drawn
+    # with probability proportional to squared distance
+    z = torch.tensor([[0.0, 0.0]] * 4)  # p = (.5,.5), a = (-.5, .5)
+    e = torch.tensor([[4.0], [0.0], [1.0], [2.0]])  # g_i = a * e_i
+    pool = aaf.PoolOutputs(z, e)
+    counts = np.zeros(4)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(1500):
+        p = select("badge", pool, 2, seed=gen).tolist()
+        assert p[0] == 0
+        counts[p[1]] += 1
+    # distances from g_0 along e: 4, 3, 2 -> weights 16, 9, 4
+    expected = np.array([0, 16, 9, 4]) / 29 * 1500
+    assert np.all(np.abs(counts - expected)[1:] < 5 * np.sqrt(expected[1:]))
+
+
+def test_never_picks_duplicates_then_falls_back():
+    z, e = make_pool(40, 4, 6, seed=2)
+    z3, e3 = torch.cat([z] * 3), torch.cat([e] * 3)
+    g = grad_embeddings(z3, e3)
+    n_distinct = len({tuple(r) for r in g.round(decimals=9).tolist()})
+    pool = aaf.PoolOutputs(z3, e3)
+    picks = select("badge", pool, n_distinct, seed=0).tolist()
+    assert len({tuple(r) for r in g[picks].round(decimals=9).tolist()}) == n_distinct
+    # beyond the distinct points: unique, seeded uniform among the unchosen duplicates
+    more = select("badge", pool, 100, seed=0)
+    assert len(set(more.tolist())) == 100
+    assert more[:n_distinct].tolist() == picks
+    assert torch.equal(more, select("badge", pool, 100, seed=0))
+
+
+def test_pruned_equals_full_pass(monkeypatch):
+    z, e = make_pool(3000, 10, 16, seed=3)
+    pool = aaf.PoolOutputs(z, e)
+    a = select("badge", pool, 80, seed=0)
+    monkeypatch.setattr(_greedy, "FULL_PASS_FRACTION", 0.0)
+    b = select("badge", pool, 80, seed=0)
+    assert badge.last_stats["full_passes"] == 80
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_dtypes(dtype):
+    z, e = make_pool(800, 6, 12, dtype=dtype)
+    picks = select("badge", aaf.PoolOutputs(z, e), 40, seed=0)
+    assert len(set(picks.tolist())) == 40
+    check_d2_picks(grad_embeddings(z, e), picks.tolist())
+
+
+def test_memmap_pool(tmp_path, monkeypatch):
+    z, e = make_pool(1500, 7, 20)
+    np.save(tmp_path / "z.npy", z.numpy())
+    np.save(tmp_path / "e.npy", e.numpy())
+    monkeypatch.setattr(_greedy, "CHUNK_BYTES", 65536)
+    mm = aaf.PoolOutputs(np.load(tmp_path / "z.npy", mmap_mode="r"), np.load(tmp_path / "e.npy", mmap_mode="r"))
+    assert torch.equal(select("badge", mm, 30, seed=0), select("badge", aaf.PoolOutputs(z, e), 30, seed=0))
