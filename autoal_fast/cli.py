@@ -44,7 +44,7 @@ def _kv(text: str):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="autoal-fast", description="AutoAL active-learning experiments.")
-    sub = p.add_subparsers(dest="command", metavar="{run,list}")
+    sub = p.add_subparsers(dest="command", metavar="{run,report,list}")
     sub.required = True
     r = sub.add_parser("run", help="run (or --resume) an active-learning experiment",
                        description="Pool-based active learning: each round train the task model, evaluate it, "
@@ -86,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
     r.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     r.add_argument("--no-plot", dest="plot", action="store_false", help="no learning-curve PNG")
+    rep = sub.add_parser("report", help="merge results.json of runs that differ only in their strategies",
+                         description="Merge the results of runs made apart (same settings, other strategies) "
+                                     "into one results.json, results.csv, learning-curve PNG and table.")
+    rep.add_argument("runs", nargs="+", help="run folders (or results.json files)")
+    rep.add_argument("--out", required=True, help="folder for the merged reports")
     sub.add_parser("list", help="list datasets, strategies and models")
     return p
 
@@ -120,6 +125,25 @@ def _run(args) -> int:
     return 0
 
 
+def _report(args) -> int:
+    import json
+
+    from .experiment import format_table, merge_results, write_reports
+
+    loaded = []
+    for path in args.runs:
+        f = os.path.join(path, "results.json") if os.path.isdir(path) else path
+        if not os.path.isfile(f):
+            raise FileNotFoundError(f"no results.json at {f}")
+        with open(f) as fh:
+            loaded.append(json.load(fh))
+    merged = merge_results(loaded)
+    write_reports(merged, args.out)
+    print(format_table(merged))
+    print(f"merged results in {os.path.abspath(args.out)}")
+    return 0
+
+
 def _list() -> int:
     from . import strategies
     from .datasets import DATASETS
@@ -140,6 +164,8 @@ def main(argv=None) -> int:
     try:
         if args.command == "list":
             return _list()
+        if args.command == "report":
+            return _report(args)
         return _run(args)
     except (ValueError, FileNotFoundError, ImportError) as e:
         print(f"autoal-fast: error: {e}", file=sys.stderr)

@@ -51,7 +51,7 @@ from .models import MODELS, build_model
 from .pool import PoolOutputs
 
 __all__ = ["ExperimentConfig", "run_experiment", "strategy_names", "resolve_strategies", "query_indices",
-           "aubc", "format_table", "write_reports", "strip_timings", "EXTRA_STRATEGIES"]
+           "aubc", "format_table", "merge_results", "write_reports", "strip_timings", "EXTRA_STRATEGIES"]
 
 #: Strategies of the experiment besides the candidates of ``strategies.names()``.
 EXTRA_STRATEGIES = ("autoal", "albl")
@@ -411,19 +411,49 @@ def strip_timings(obj):
 
 
 def format_table(results: dict) -> str:
-    """The console table: AUBC mean +/- std, final accuracy and seconds per round."""
-    head = f"{'strategy':<18}{'AUBC':>18}{'final acc':>11}{'train s/rd':>12}{'query s/rd':>12}{'select s/rd':>13}"
+    """The console table: AUBC mean +/- std, final accuracy, seconds per round.
+
+    ``query`` is the whole query step (pool pass + strategy), ``select`` the strategy
+    alone; with entropy in the results, ``x entropy`` is the query step's time over entropy's.
+    """
+    strat = results["strategies"]
+    ref = strat.get("entropy", {}).get("query_seconds_per_round")
+    head = (f"{'strategy':<18}{'AUBC':>18}{'final acc':>11}{'train s/rd':>12}{'query s/rd':>12}"
+            f"{'select s/rd':>13}" + (f"{'x entropy':>11}" if ref else ""))
     lines = [head, "-" * len(head)]
-    rows = sorted(results["strategies"].items(), key=lambda kv: -kv[1]["aubc_mean"])
+    rows = sorted(strat.items(), key=lambda kv: -kv[1]["aubc_mean"])
 
     def fmt(v):
         return f"{v:.3f}" if v is not None else "-"
 
     for name, r in rows:
+        q = r["query_seconds_per_round"]
         lines.append(f"{name:<18}{r['aubc_mean']:>11.4f} ± {r['aubc_std']:.4f}{r['final_acc_mean']:>11.4f}"
-                     f"{fmt(r['train_seconds_per_round']):>12}{fmt(r['query_seconds_per_round']):>12}"
-                     f"{fmt(r['select_seconds_per_round']):>13}")
+                     f"{fmt(r['train_seconds_per_round']):>12}{fmt(q):>12}"
+                     f"{fmt(r['select_seconds_per_round']):>13}"
+                     + (f"{(q / ref if q is not None else float('nan')):>11.2f}" if ref else ""))
     return "\n".join(lines)
+
+
+def merge_results(results_list) -> dict:
+    """Combine the results of runs that differ only in their strategies (e.g. run apart)."""
+    if not results_list:
+        raise ValueError("merge_results needs at least one results dict")
+    base = dict(results_list[0]["config"])
+    merged = {"complete": all(r.get("complete", False) for r in results_list), "strategies": {},
+              "config": dict(base, strategies=[])}
+    for r in results_list:
+        cfg = r["config"]
+        diff = sorted(k for k in set(base) | set(cfg) if k != "strategies" and base.get(k) != cfg.get(k))
+        if diff:
+            raise ValueError(f"cannot merge results whose configs differ in {diff}: "
+                             f"{[base.get(k) for k in diff]} vs {[cfg.get(k) for k in diff]}")
+        for name, v in r["strategies"].items():
+            if name in merged["strategies"]:
+                raise ValueError(f"strategy {name!r} appears in more than one of the results to merge")
+            merged["strategies"][name] = v
+            merged["config"]["strategies"].append(name)
+    return merged
 
 
 def _csv_text(results: dict) -> str:

@@ -94,3 +94,17 @@ def test_default_run_no_arguments(tmp_path):
     res = json.loads((tmp_path / "autoal_runs" / "digits" / "results.json").read_text())
     assert set(res["strategies"]) == set(strategy_names()) and res["complete"]
     assert (tmp_path / "autoal_runs" / "digits" / "learning_curves.png").exists()
+
+
+def test_report_merges_runs(tmp_path, capsys):
+    common = ["--rounds", "1", "--seeds", "0", "--epochs", "2", "--no-progress", "--no-plot"]
+    assert main(["run", "--strategies", "entropy", "--out", str(tmp_path / "a"), *common]) == 0
+    assert main(["run", "--strategies", "random", "--out", str(tmp_path / "b"), *common]) == 0
+    assert main(["report", str(tmp_path / "a"), str(tmp_path / "b" / "results.json"), "--out", str(tmp_path / "m")]) == 0
+    res = json.loads((tmp_path / "m" / "results.json").read_text())
+    assert list(res["strategies"]) == ["entropy", "random"] and res["config"]["strategies"] == ["entropy", "random"]
+    assert "x entropy" in capsys.readouterr().out
+    assert main(["run", "--strategies", "margin", "--out", str(tmp_path / "c"), *common[:-4], "--epochs", "3",
+                 "--no-progress", "--no-plot"]) == 0
+    assert main(["report", str(tmp_path / "a"), str(tmp_path / "c"), "--out", str(tmp_path / "m2")]) == 2
+    assert "differ in ['epochs']" in capsys.readouterr().err
