@@ -42,6 +42,7 @@ class SearchConfig:
     count_weight: float = 0.1
     rank_weight: float = 1.0
     rank_margin: float = 1.0
+    entropy_weight: float = 0.0
     soft_topk_iters: int | None = None
 
 
@@ -165,6 +166,9 @@ def alternate(fitnet, searchnet, opt_fit, opt_search, x_a, y_a, x_b, y_b, cand_b
         pen, soft_count = count_penalty(a, k_b, cfg.temperature)
         rank = ranking_loss(pred_loss, l_det, cfg.rank_margin)
         loss_s = -lift + cfg.count_weight * pen + cfg.rank_weight * rank
+        if cfg.entropy_weight:
+            # minus the mean entropy of W(x): keeps the weights from collapsing on one strategy
+            loss_s = loss_s + cfg.entropy_weight * (w * torch.log(w.clamp_min(1e-12))).sum(1).mean()
         opt_search.zero_grad(set_to_none=True)
         loss_s.backward()
         gs, gh = _grad_norm(search_params), _grad_norm(head_params)

@@ -47,16 +47,20 @@ class Candidates:
 
 
 def rank_normalize(score: torch.Tensor) -> torch.Tensor:
-    """Ranks scaled to [0, 1]: 1 for the highest score, 0 for the lowest; ties to the lower index.
+    """Ranks scaled to [0, 1]: 1 for the highest score, 0 for the lowest; tied scores share
+    their mean rank (so the result does not depend on the samples' order).
 
     Shape (n,) -> (n,) float32 on the score's device.
     """
     n = score.shape[0]
-    order = torch.argsort(score, descending=True, stable=True)
     out = torch.empty(n, dtype=torch.float32, device=score.device)
     if n == 1:
         return out.fill_(1.0)
-    out[order] = torch.linspace(1.0, 0.0, n, device=score.device)
+    vals, order = torch.sort(score, descending=True, stable=True)
+    _, counts = torch.unique_consecutive(vals, return_counts=True)
+    starts = torch.cumsum(counts, 0) - counts
+    mean_pos = (starts.to(torch.float64) + (counts.to(torch.float64) - 1) / 2).repeat_interleave(counts)
+    out[order] = (1.0 - mean_pos / (n - 1)).to(torch.float32)
     return out
 
 
