@@ -120,3 +120,14 @@ def test_triton_matches_torch_under_interpreter():
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "OK" in proc.stdout
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_host_and_vectorised_solves_agree(dtype):
+    from autoal_fast.kernels.softtopk import solve_tau_host, solve_tau_torch
+
+    g = torch.Generator().manual_seed(5)
+    for shape, k, t in (((1, 37), 5.0, 0.1), ((3, 1000), 20.5, 0.05), ((1, 17), 16.5, 0.01)):
+        a = torch.randn(shape, generator=g, dtype=dtype)
+        tol = 1e-6 if dtype == torch.float32 else 1e-12
+        assert torch.allclose(solve_tau_host(a, k, t), solve_tau_torch(a, k, t), atol=tol, rtol=0)
