@@ -9,8 +9,9 @@ embedding. It is never materialised (n x C*D would be 40 GB at
 
 with ``a_i . a_j = p_i . a_j - a_j[y_i]``. Per sample only O(1) numbers are
 kept (log-sum-exp, argmax, ||a||^2, ||e||^2, running minimum distance,
-nearest-centre id); probabilities are recomputed from the logits rows when a
-row is visited. Visits are pruned with the triangle inequality in g-space
+nearest-centre id); probabilities are cached in float32 when n*C*4 bytes fit
+``PROB_CACHE_BYTES`` (1 GiB), else recomputed from the logits rows when a row
+is visited. Visits are pruned with the triangle inequality in g-space
 (see ``_greedy``): a new centre only revisits clusters it can change.
 
 Selection: the first pick is the sample with the largest ||g|| (ties to the
@@ -37,6 +38,10 @@ import torch
 from .. import _backend
 from ._greedy import PrunedGreedy, d2_sample, make_generator, rows_per_chunk, small_op_threads, torch_threads
 
+#: Probabilities (n, C) are cached in float32 when they fit in this many bytes
+#: (80 MB at 200k x 100); above it they are recomputed from the logits rows at
+#: each visit, so memory stays O(n) for any pool size.
+PROB_CACHE_BYTES = 1 << 30
 #: Relative tolerance under which a factorised squared distance counts as 0.
 DUP_TOL = 1e-5
 #: Counters of the last call, for benchmarks.
@@ -70,6 +75,12 @@ class _GradRows:
             self.na[lo:lo + rows] = (p.pow(2).sum(1) - 2.0 * py + 1.0).clamp_(min=0.0)
             self.ne[lo:lo + rows] = self.e[lo:lo + rows].to(torch.float32).pow(2).sum(1)
         self.g2 = self.na * self.ne
+        self.p = None
+        if n * self.c * 4 <= PROB_CACHE_BYTES:
+            self.p = torch.empty(n, self.c, **f32)
+            for lo in range(0, n, rows):
+                self.p[lo:lo + rows] = torch.exp(self.z[lo:lo + rows].to(torch.float32)
+                                                 - self.lse[lo:lo + rows, None])
         # capacity for centres is set by the caller
         self.ca = self.ce = self.cg2 = None
 
@@ -87,9 +98,10 @@ class _GradRows:
     def store(self, cid: int, v):
         self.ca[cid], self.ce[cid], self.cg2[cid] = v
 
-    def _dist(self, z_rows, e_rows, lse, y, g2, v):
+    def _dist(self, z_rows, e_rows, lse, y, g2, v, p=None):
         a, e, g2c = v
-        p = torch.exp(z_rows.to(torch.float32) - lse[:, None])
+        if p is None:
+            p = torch.exp(z_rows.to(torch.float32) - lse[:, None])
         dot_a = p @ a - a[y]
         dot_e = e_rows.to(torch.float32) @ e
         tot = g2 + g2c
@@ -99,18 +111,22 @@ class _GradRows:
 
     def update(self, idx, v, cid, mind, assign):
         m = self.n if idx is None else int(idx.numel())
-        nt = self.threads if m * (self.c + self.d) >= (1 << 22) else 1
+        nt = self.threads if m * (self.c + self.d) >= (1 << 24) else 1
         with torch_threads(nt) if self.device.type == "cpu" else _null():
             rows = rows_per_chunk(4 * (3 * self.c + 2 * self.d))
             for lo in range(0, m, rows):
                 if idx is None:
                     r = slice(lo, min(m, lo + rows))
                     sel = torch.arange(r.start, r.stop, device=self.device)
-                    zr, er = self.z[r], self.e[r]
+                    er = self.e[r]
+                    pr = self.p[r] if self.p is not None else None
+                    zr = self.z[r] if pr is None else None
                 else:
                     sel = idx[lo:lo + rows]
-                    zr, er = self.z.index_select(0, sel), self.e.index_select(0, sel)
-                dist = self._dist(zr, er, self.lse[sel], self.y[sel], self.g2[sel], v)
+                    er = self.e.index_select(0, sel)
+                    pr = self.p.index_select(0, sel) if self.p is not None else None
+                    zr = self.z.index_select(0, sel) if pr is None else None
+                dist = self._dist(zr, er, self.lse[sel], self.y[sel], self.g2[sel], v, pr)
                 old = mind[sel]
                 upd = (old >= 0) & (dist < old)
                 mind[sel] = torch.where(upd, dist, old)

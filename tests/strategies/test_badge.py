@@ -111,3 +111,11 @@ def test_memmap_pool(tmp_path, monkeypatch):
     monkeypatch.setattr(_greedy, "CHUNK_BYTES", 65536)
     mm = aaf.PoolOutputs(np.load(tmp_path / "z.npy", mmap_mode="r"), np.load(tmp_path / "e.npy", mmap_mode="r"))
     assert torch.equal(select("badge", mm, 30, seed=0), select("badge", aaf.PoolOutputs(z, e), 30, seed=0))
+
+
+def test_uncached_probabilities_same_picks(monkeypatch):
+    z, e = make_pool(1200, 9, 10, seed=4)
+    pool = aaf.PoolOutputs(z, e)
+    a = select("badge", pool, 40, seed=0)
+    monkeypatch.setattr(badge, "PROB_CACHE_BYTES", 0)
+    assert torch.equal(a, select("badge", pool, 40, seed=0))
