@@ -261,7 +261,8 @@ class PrunedGreedy:
         touch = cd <= 2.0 * r * (1.0 + PRUNE_SLACK)
         touch &= r >= 0
         self.n_centres = cid + 1
-        cand = torch.nonzero(touch[self.assign]).view(-1)  # every point is assigned here
+        a = self.assign if self.assign.device.type == "cpu" else self.assign.long()
+        cand = torch.nonzero(touch[a]).view(-1)  # every point is assigned here
         m = int(cand.numel())
         if point is not None:
             self.assign[point] = cid  # after the gather: its old cluster is touched
