@@ -138,6 +138,38 @@ def test_fused_torch_eager_matches_reference(n, c, t, dtype):
     check(scores, z, x)
 
 
+needs_c = pytest.mark.skipif(not K.has_c(), reason="no working C compiler for the plain-C CPU kernel")
+
+
+@needs_c
+@pytest.mark.parametrize("n,c,t", SHAPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fused_c_matches_reference(n, c, t, dtype):
+    z, x = make(n, c, t, dtype)
+    scores, flags = K.fused_scores_c(z.cpu(), x.cpu(), True, True, threads=2)
+    assert int(flags.abs().sum()) == 0
+    check(scores, z.cpu(), x.cpu())
+
+
+@needs_c
+def test_fused_c_strided_halves_and_flags():
+    g = torch.Generator().manual_seed(2)
+    z = torch.randn(11, 29, generator=g).t()  # non-contiguous class axis: copied per chunk
+    x = torch.randn(4, 60, 11, generator=g)[:, 10:39]  # strided samples: read in place
+    scores, _ = K.fused_scores_c(z, None, True, False)
+    check(scores, z, x, K.LOGIT_NAMES)
+    scores, _ = K.fused_scores_c(None, x, False, True, threads=3)
+    check(scores, z, x, K.MC_NAMES)
+    z, x = make(9, 6, 3, torch.float32, seed=3)
+    z, x = z.cpu(), x.cpu()
+    z[2, 5] = float("nan")
+    z[4, 0] = float("inf")
+    x[1, 5, 2] = -float("inf")
+    x[2, 4, 3] = float("nan")
+    _, flags = K.fused_scores_c(z, x, True, True)
+    assert flags.tolist() == [0, 0, K.BAD_LOGITS, 0, K.BAD_LOGITS | K.BAD_MC, K.BAD_MC, 0, 0, 0]
+
+
 def test_launch_config_rules():
     cfg = K.launch_config(1000, 10, True)
     assert cfg["BLOCK_C"] == 1024 and cfg["MC_ONE_BLOCK"] and cfg["BLOCK_T"] == 16

@@ -8,6 +8,8 @@ up to log(C) ~ 7. float16/bfloat16 inputs are compared with the reference
 evaluated on the same (rounded) values, so the same tolerances hold: the
 kernels accumulate in float32 whatever the input type.
 """
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -148,8 +150,10 @@ def test_numpy_and_memmap_inputs(tmp_path):
     np.save(tmp_path / "x.npy", x.numpy())
     zm = np.load(tmp_path / "z.npy", mmap_mode="r")
     xm = np.load(tmp_path / "x.npy", mmap_mode="r")
-    # torch warns that a read-only memmap gives a non-writable tensor (we only read it).
-    with pytest.warns(UserWarning, match="not writable"):
+    # torch warns (once per process) that a read-only memmap gives a
+    # non-writable tensor; we only read it. (PoolOutputs could silence it.)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         pool = aaf.PoolOutputs(zm, mc_logits=xm)
     got = uncertainty_scores(pool, chunk_bytes=4 * 9 * 4 * 8 * 50)  # ~50-row chunks
     assert isinstance(zm, np.memmap)
@@ -278,10 +282,26 @@ def test_mc_dropout_errors_restore_flags():
 
 
 # ---------------------------------------------------------------- backends
-def test_backend_is_recorded_and_small_cpu_pools_run_eagerly():
+def test_backend_is_recorded():
+    from autoal_fast.kernels import uncertainty as K
+
     z, x = make(50, 4, 2)
-    uncertainty_scores(aaf.PoolOutputs(z, mc_logits=x))
+    pool = aaf.PoolOutputs(z, mc_logits=x)
+    uncertainty_scores(pool)
+    assert _backend.last_used["uncertainty"] == ("c" if K.has_c() else "torch-eager")
+    uncertainty_scores(pool, backend="eager")
     assert _backend.last_used["uncertainty"] == "torch-eager"
+
+
+@pytest.mark.parametrize("backend", ["c", "eager"])
+def test_cpu_backends_agree(backend):
+    from autoal_fast.kernels import uncertainty as K
+
+    if backend == "c" and not K.has_c():
+        pytest.skip("no working C compiler")
+    z, x = make(3001, 50, 6, seed=12)
+    got = uncertainty_scores(aaf.PoolOutputs(z, mc_logits=x), backend=backend, chunk_bytes=4 * 50 * 7 * 8 * 400)
+    assert_scores(got, ref64(z, x))
 
 
 def test_compiled_cpu_path_all_six():
