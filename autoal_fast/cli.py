@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-plot", dest="plot", action="store_false", help="no learning-curve PNG")
     rep = sub.add_parser("report", help="merge results.json of runs that differ only in their strategies",
                          description="Merge the results of runs made apart (same settings, other strategies) "
-                                     "into one results.json, results.csv, learning-curve PNG and table.")
+                                     "into one results.json, results.csv, learning-curve PNG and table. A "
+                                     "strategy present in several runs is taken from the first.")
     rep.add_argument("runs", nargs="+", help="run folders (or results.json files)")
     rep.add_argument("--out", required=True, help="folder for the merged reports")
     sub.add_parser("list", help="list datasets, strategies and models")
@@ -137,7 +138,10 @@ def _report(args) -> int:
             raise FileNotFoundError(f"no results.json at {f}")
         with open(f) as fh:
             loaded.append(json.load(fh))
-    merged = merge_results(loaded)
+    notes = []
+    merged = merge_results(loaded, notes)
+    for line in notes:
+        print(f"note: {line}", file=sys.stderr)
     write_reports(merged, args.out)
     print(format_table(merged))
     print(f"merged results in {os.path.abspath(args.out)}")

@@ -435,14 +435,18 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def merge_results(results_list) -> dict:
-    """Combine the results of runs that differ only in their strategies (e.g. run apart)."""
+def merge_results(results_list, notes=None) -> dict:
+    """Combine the results of runs that differ only in their strategies (e.g. run apart).
+
+    A strategy found in several keeps its first occurrence; ``notes`` (a list) gets a line for each
+    one left out.
+    """
     if not results_list:
         raise ValueError("merge_results needs at least one results dict")
     base = dict(results_list[0]["config"])
     merged = {"complete": all(r.get("complete", False) for r in results_list), "strategies": {},
               "config": dict(base, strategies=[])}
-    for r in results_list:
+    for i, r in enumerate(results_list):
         cfg = r["config"]
         diff = sorted(k for k in set(base) | set(cfg) if k != "strategies" and base.get(k) != cfg.get(k))
         if diff:
@@ -450,7 +454,9 @@ def merge_results(results_list) -> dict:
                              f"{[base.get(k) for k in diff]} vs {[cfg.get(k) for k in diff]}")
         for name, v in r["strategies"].items():
             if name in merged["strategies"]:
-                raise ValueError(f"strategy {name!r} appears in more than one of the results to merge")
+                if notes is not None:
+                    notes.append(f"{name!r} of results #{i + 1} left out: an earlier one has it")
+                continue
             merged["strategies"][name] = v
             merged["config"]["strategies"].append(name)
     return merged

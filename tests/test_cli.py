@@ -104,6 +104,8 @@ def test_report_merges_runs(tmp_path, capsys):
     res = json.loads((tmp_path / "m" / "results.json").read_text())
     assert list(res["strategies"]) == ["entropy", "random"] and res["config"]["strategies"] == ["entropy", "random"]
     assert "x entropy" in capsys.readouterr().out
+    assert main(["report", str(tmp_path / "a"), str(tmp_path / "a"), "--out", str(tmp_path / "m1")]) == 0
+    assert "'entropy' of results #2 left out" in capsys.readouterr().err
     assert main(["run", "--strategies", "margin", "--out", str(tmp_path / "c"), *common[:-4], "--epochs", "3",
                  "--no-progress", "--no-plot"]) == 0
     assert main(["report", str(tmp_path / "a"), str(tmp_path / "c"), "--out", str(tmp_path / "m2")]) == 2
