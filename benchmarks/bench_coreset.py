@@ -96,7 +96,7 @@ def test_coreset_vs_torch_loop(benchmark, record, data):
 
 
 def test_coreset_vs_nxn_matrix(benchmark, record):
-    n, d, nl, k = 20_000, 512, 1000, 200
+    n, d, nl, k = 20_000, 512, 1000, 400
     x = clustered(n + nl, d, seed=1)
     pool = aaf.PoolOutputs(torch.zeros(n, 2), x[:n])
     lab = aaf.PoolOutputs(torch.zeros(nl, 2), x[n:])
