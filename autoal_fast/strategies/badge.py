@@ -64,8 +64,12 @@ class _GradRows:
         self.na = torch.empty(n, **f32)
         self.ne = torch.empty(n, **f32)
         rows = rows_per_chunk(4 * (3 * self.c + 2 * self.d))
+        bad_z = torch.zeros((), dtype=torch.long, device=self.device)
+        bad_e = torch.zeros((), dtype=torch.long, device=self.device)
         for lo in range(0, n, rows):
             zf = self.z[lo:lo + rows].to(torch.float32)
+            bad_z += (~torch.isfinite(self.z[lo:lo + rows])).sum()
+            bad_e += (~torch.isfinite(self.e[lo:lo + rows])).sum()
             lse = torch.logsumexp(zf, 1)
             p = torch.exp(zf - lse[:, None])
             y = torch.argmax(zf, 1)
@@ -74,6 +78,10 @@ class _GradRows:
             self.y[lo:lo + rows] = y
             self.na[lo:lo + rows] = (p.pow(2).sum(1) - 2.0 * py + 1.0).clamp_(min=0.0)
             self.ne[lo:lo + rows] = self.e[lo:lo + rows].to(torch.float32).pow(2).sum(1)
+        for name, bad in (("logits", bad_z), ("embeddings", bad_e)):
+            if int(bad):
+                raise ValueError(f"pool.{name} contains {int(bad)} non-finite value(s) (select('badge')); "
+                                 "BADGE needs finite model outputs: clean or drop those samples")
         self.g2 = self.na * self.ne
         self.p = None
         if n * self.c * 4 <= PROB_CACHE_BYTES:
