@@ -145,8 +145,10 @@ class AutoAL:
         Weight of the count regulariser.
     rank_weight : float, default=1.0
         Weight of the loss-prediction head's ranking loss.
-    batch_size : int, default=1024
-        Samples per step from each half (the whole half when smaller).
+    batch_size : int, default=None
+        Samples per step from each half (the whole half when smaller); None: 256 on CPU
+        (fit with 2k labeled, D=512: 6.3 s at 256 against 25.9 s at 1024 on this
+        machine), 1024 on CUDA (launch-bound there, so larger batches are free).
     fit_hidden, search_hidden : int, default=128, 64
         Hidden widths of FitNet and SearchNet.
     dropout : float, default=0.2
@@ -192,9 +194,11 @@ class AutoAL:
         one thread and 10-84 ms on two (thread hand-offs on a loaded machine). Candidate
         scoring and querying use torch's setting. Ignored on CUDA.
     compile : bool, default=False
-        torch.compile the nets' forward passes. Off by default: on this 2-core CPU the
-        search steps measured slower compiled (compile time and small matmuls; see
-        benchmarks/bench_autoal.py); worth trying on a GPU.
+        torch.compile FitNet's and SearchNet's forward passes (fit and query). Off by
+        default: on this 2-core CPU (one thread, batch 256, D=512, K=7) eager took 0.62 s
+        for the first 20 alternating steps and 20.0 ms per step after, compiled 36.5 s
+        and 28.5 ms (FitNet pre-training step: 7.9 ms eager, 9.1 ms compiled);
+        benchmarks/gpu/autoal.py measures both on CUDA.
 
     Attributes
     ----------
@@ -220,7 +224,7 @@ class AutoAL:
     def __init__(self, strategies=PAPER_CANDIDATES, budget=None, device=None, seed=None, *,
                  pretrain_steps=200, search_steps=400, fit_lr=5e-3, search_lr=0.05,
                  search_optimizer="sgd", temperature=0.05, theta=0.5, rank_mix=0.1,
-                 count_weight=0.1, rank_weight=1.0, batch_size=1024, fit_hidden=128,
+                 count_weight=0.1, rank_weight=1.0, batch_size=None, fit_hidden=128,
                  search_hidden=64, dropout=0.2, n_mc=10, ratio=None, warm_start=True,
                  warm_start_fitnet=False, mc_head="fitnet", backbone=None, chunk_size=65536,
                  search_threads=1, compile=False, min_ratio=0.1, entropy_weight=0.1):
@@ -249,7 +253,7 @@ class AutoAL:
         self.rank_mix = _check_real(rank_mix, "rank_mix", caller, 0, 1)
         self.count_weight = _check_real(count_weight, "count_weight", caller, 0)
         self.rank_weight = _check_real(rank_weight, "rank_weight", caller, 0)
-        self.batch_size = check_int(batch_size, "batch_size", caller, low=2)
+        self.batch_size = None if batch_size is None else check_int(batch_size, "batch_size", caller, low=2)
         self.fit_hidden = check_int(fit_hidden, "fit_hidden", caller, low=1)
         self.search_hidden = check_int(search_hidden, "search_hidden", caller, low=1)
         self.dropout = _check_real(dropout, "dropout", caller, 0, 1)
@@ -279,10 +283,11 @@ class AutoAL:
         self._labeled = None
 
     # ------------------------------------------------------------------ helpers
-    def _config(self) -> SearchConfig:
+    def _config(self, device) -> SearchConfig:
+        bs = self.batch_size if self.batch_size is not None else (1024 if device.type == "cuda" else 256)
         return SearchConfig(
             pretrain_steps=self.pretrain_steps, search_steps=self.search_steps,
-            batch_size=self.batch_size, temperature=self.temperature, theta=self.theta,
+            batch_size=bs, temperature=self.temperature, theta=self.theta,
             rank_mix=self.rank_mix, count_weight=self.count_weight, rank_weight=self.rank_weight,
             entropy_weight=self.entropy_weight,
         )
@@ -324,14 +329,12 @@ class AutoAL:
                 self._opt_search = torch.optim.SGD(self.searchnet_.parameters(), lr=self.search_lr, momentum=0.9)
             else:
                 self._opt_search = torch.optim.Adam(self.searchnet_.parameters(), lr=self.search_lr)
+        if self.compile:  # nn.Module.compile: forward compiled in place, state_dict keys unchanged
+            if fresh_fit:
+                self.fitnet_.compile()
+            if fresh_search:
+                self.searchnet_.compile()
         return d_in, d_feat
-
-    def _fwd(self, net):
-        if self.compile:
-            if not hasattr(net, "_compiled_fwd"):
-                net._compiled_fwd = torch.compile(net)
-            return net._compiled_fwd
-        return net
 
     # ------------------------------------------------------------------ fit
     def fit(self, labeled: PoolOutputs, y, *, k=None, n_pool=None, features=None) -> FitReport:
@@ -399,7 +402,7 @@ class AutoAL:
             if self.backbone is None:  # standardise inputs to this round's embeddings
                 self.fitnet_.norm.fit(x_dev)
                 self.searchnet_.norm.fit(x_dev)
-            cfg = self._config()
+            cfg = self._config(device)
             report = FitReport(n_a=len(ia), n_b=len(ib), ratio=ratio, strategies=self.strategies)
             with timer("pretrain"), _threads(self.search_threads, device):
                 report.pretrain_loss = pretrain_fitnet(self.fitnet_, self._opt_fit, x_a, y_a,
@@ -416,7 +419,7 @@ class AutoAL:
                           cand_in, ranks_b, picks_b, ratio, cfg, gen, report)
             with torch.no_grad():
                 self.searchnet_.eval()
-                w, _ = self.searchnet_(x_b, cand_in)
+                w, _ = self.searchnet_(x_b, cand_in, predict_loss=False)
                 tot = w.sum(0).cpu().tolist()
             report.weight_totals = dict(zip(self.strategies, tot))
             report.weight_share = {s: v / n_b for s, v in report.weight_totals.items()}
@@ -499,8 +502,7 @@ class AutoAL:
             cand_pool, mc_source = self._pool_for_candidates(pool, caller)
             lab = labeled if labeled is not None else self._labeled
             cand = compute_candidates(cand_pool, self.strategies, k, labeled=lab, seed=seed)
-            net = self.searchnet_.eval()
-            fwd = self._fwd(net)
+            fwd = self.searchnet_.eval()
             n = pool.n_samples
             weights = torch.empty((n, len(self.strategies)), dtype=torch.float32, device=self.device)
             scores = torch.empty((n,), dtype=torch.float32, device=self.device)
@@ -510,7 +512,7 @@ class AutoAL:
                 if xc.is_floating_point():
                     xc = xc.to(torch.float32)
                 rc, pc = cand.ranks[sl].to(self.device), cand.picks[sl].to(self.device)
-                w, _ = fwd(xc, torch.cat([rc, pc], dim=1))
+                w, _ = fwd(xc, torch.cat([rc, pc], dim=1), predict_loss=False)
                 weights[sl] = w
                 scores[sl] = aggregate(w, pc, rc, self.theta, self.rank_mix)
             idx = topk(scores, k)[1]

@@ -97,10 +97,11 @@ class SearchNet(nn.Module):
         nn.init.zeros_(self.weight_head.weight)  # start from uniform weights over strategies
         nn.init.zeros_(self.weight_head.bias)
 
-    def forward(self, x, cand):
-        """Returns (weights (n, K), predicted loss (n,))."""
+    def forward(self, x, cand, predict_loss: bool = True):
+        """Returns (weights (n, K), predicted loss (n,) or None when ``predict_loss`` is False)."""
         h = self.trunk(torch.cat([self.norm(self.backbone(x)), cand.to(torch.float32)], dim=1))
-        return torch.softmax(self.weight_head(h), dim=1), self.loss_head(h).squeeze(1)
+        w = torch.softmax(self.weight_head(h), dim=1)
+        return w, (self.loss_head(h).squeeze(1) if predict_loss else None)
 
     def search_parameters(self):
         """Parameters of the trunk and the weight head (the loss head is reported apart)."""
