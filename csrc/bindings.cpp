@@ -9,6 +9,7 @@
 
 #include "distance.h"
 #include "topk.h"
+#include "uncertainty.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -136,6 +137,76 @@ void min_dist_update(const py::array& x, const py::object& idx_obj,
   }
 }
 
+// Row-strided float32 matrix view: unit stride along the last axis.
+struct F32Rows {
+  const float* data;
+  int64_t row_stride;  // elements
+};
+
+void check_f32_vec(const py::array& a, const char* name, int64_t len) {
+  if (!py::isinstance<py::array_t<float>>(a) || a.ndim() != 1 ||
+      a.shape(0) != len || !(a.flags() & py::array::c_style) || !a.writeable()) {
+    throw std::invalid_argument(std::string(name) +
+                                " must be a writable contiguous float32 array of length " +
+                                std::to_string(len));
+  }
+}
+
+void check_flags(const py::array& a, int64_t len) {
+  if (!py::isinstance<py::array_t<int32_t>>(a) || a.ndim() != 1 ||
+      a.shape(0) != len || !(a.flags() & py::array::c_style) || !a.writeable()) {
+    throw std::invalid_argument("flags must be a writable contiguous int32 array of length " +
+                                std::to_string(len));
+  }
+}
+
+// z: float32 (n, C), unit class stride; outputs float32 (n,) each; flags int32 (n,).
+void uncertainty_logits(const py::array& z, py::array& ent, py::array& mar,
+                        py::array& lc, py::array& flags, int num_threads) {
+  if (!py::isinstance<py::array_t<float>>(z) || z.ndim() != 2 ||
+      z.strides(1) != static_cast<py::ssize_t>(sizeof(float)) ||
+      z.strides(0) % static_cast<py::ssize_t>(sizeof(float)) != 0) {
+    throw std::invalid_argument("logits must be 2-D float32 with unit stride along classes");
+  }
+  const int64_t n = z.shape(0), C = z.shape(1);
+  check_f32_vec(ent, "entropy", n);
+  check_f32_vec(mar, "margin", n);
+  check_f32_vec(lc, "least_confidence", n);
+  check_flags(flags, n);
+  const float* zp = static_cast<const float*>(z.data());
+  const int64_t ld = z.strides(0) / static_cast<py::ssize_t>(sizeof(float));
+  float* e = static_cast<float*>(ent.mutable_data());
+  float* m = static_cast<float*>(mar.mutable_data());
+  float* l = static_cast<float*>(lc.mutable_data());
+  int32_t* f = static_cast<int32_t*>(flags.mutable_data());
+  py::gil_scoped_release release;
+  autoal_fast::uncertainty_logits(zp, ld, n, C, e, m, l, f, num_threads);
+}
+
+// x: float32 (T, n, C), unit class stride; outputs float32 (n,); flags int32 (n,).
+void uncertainty_mc(const py::array& x, py::array& vr, py::array& bald,
+                    py::array& mstd, py::array& flags, int num_threads) {
+  const auto fs = static_cast<py::ssize_t>(sizeof(float));
+  if (!py::isinstance<py::array_t<float>>(x) || x.ndim() != 3 ||
+      x.strides(2) != fs || x.strides(0) % fs != 0 || x.strides(1) % fs != 0) {
+    throw std::invalid_argument("mc_logits must be 3-D float32 with unit stride along classes");
+  }
+  const int64_t T = x.shape(0), n = x.shape(1), C = x.shape(2);
+  if (T < 1) throw std::invalid_argument("mc_logits needs at least one sample");
+  check_f32_vec(vr, "var_ratio", n);
+  check_f32_vec(bald, "bald", n);
+  check_f32_vec(mstd, "mean_std", n);
+  check_flags(flags, n);
+  const float* xp = static_cast<const float*>(x.data());
+  float* a = static_cast<float*>(vr.mutable_data());
+  float* b = static_cast<float*>(bald.mutable_data());
+  float* c = static_cast<float*>(mstd.mutable_data());
+  int32_t* f = static_cast<int32_t*>(flags.mutable_data());
+  py::gil_scoped_release release;
+  autoal_fast::uncertainty_mc(xp, x.strides(0) / fs, x.strides(1) / fs, n, C, T, a, b, c, f,
+                              num_threads);
+}
+
 bool has_openmp() {
 #ifdef _OPENMP
   return true;
@@ -147,7 +218,7 @@ bool has_openmp() {
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
-  m.doc() = "autoal_fast compiled core: exact large-pool top-k and the fused k-center distance step (CPU).";
+  m.doc() = "autoal_fast compiled core: exact large-pool top-k, the fused k-center distance step and fused uncertainty scores (CPU).";
   m.def("topk", &topk, py::arg("x"), py::arg("k"), py::arg("largest") = true,
         py::arg("num_threads") = 0,
         "Exact top-k of a 1-D contiguous float32/float64 array.\n\n"
@@ -162,6 +233,17 @@ PYBIND11_MODULE(_C, m) {
         "d < mind[i], set mind[i] = d and assign[i] = cid. In place; optional\n"
         "dist_out receives every row's distance. Raises ValueError on bad\n"
         "dtypes, shapes or row ids.");
+  m.def("uncertainty_logits", &uncertainty_logits, py::arg("logits"),
+        py::arg("entropy"), py::arg("margin"), py::arg("least_confidence"),
+        py::arg("flags"), py::arg("num_threads") = 0,
+        "Fused entropy / margin / least-confidence scores of float32 logits\n"
+        "(n, C) into preallocated float32 (n,) arrays; flags |= 1 on rows with\n"
+        "NaN/inf (their scores are NaN). Releases the GIL; OpenMP over rows.");
+  m.def("uncertainty_mc", &uncertainty_mc, py::arg("mc_logits"),
+        py::arg("var_ratio"), py::arg("bald"), py::arg("mean_std"),
+        py::arg("flags"), py::arg("num_threads") = 0,
+        "Fused var_ratio / BALD / mean_std of float32 mc_logits (T, n, C) into\n"
+        "preallocated float32 (n,) arrays; flags |= 2 on rows with NaN/inf.");
   m.def("has_openmp", &has_openmp, "Whether the extension was built with OpenMP.");
 #ifdef AUTOAL_FAST_VERSION
   m.attr("__version__") = AUTOAL_FAST_VERSION;

@@ -512,303 +512,50 @@ def _interpret_errstate(device):
 
 
 # --------------------------------------------------------------------------
-# 4. Plain C on CPU (built on first use with the system C compiler, ctypes)
+# 4. C++ on CPU (autoal_fast._C, csrc/uncertainty.cpp)
 # --------------------------------------------------------------------------
 # One row at a time, one read of each input value, one exp per value (a
-# vectorised exp/log of our own: Cody-Waite + Taylor, < 2 ulp-ish, so that
-# `#pragma omp simd` loops vectorise without -ffast-math, which would break
-# the NaN/inf checks). No OpenMP runtime: rows are split over Python threads
-# (ctypes releases the GIL), as many as torch.get_num_threads().
-# This belongs in csrc/ (autoal_fast._C) once the owner of csrc/ takes it; it
-# is built here, in a per-user cache keyed by the source, compiler flags and
-# CPU, so it costs about 0.5 s once per machine.
-_C_SOURCE = r"""
-#include <math.h>
-#include <stdint.h>
-#include <string.h>
-#include <float.h>
-
-/* exp for x <= 88: Cody-Waite reduction x = k ln2 + r, |r| <= ln2/2, Taylor to r^7
-   (truncation < 1e-8 relative), scale by 2^k built from bits; 0 below -87.33. */
-static inline float fexp(float x) {
-    float xc = x < -87.33654f ? -87.33654f : (x > 88.0f ? 88.0f : x);
-    float kf = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
-    float r = (xc - kf * 0.693359375f) + kf * 2.12194440e-4f;
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)kf + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, 4);
-    return x < -87.33654f ? 0.0f : p * scale;
-}
-
-/* log for normal x > 0: x = 2^k m, m in [sqrt(.5), sqrt(2)), log m = 2 atanh(s), s=(m-1)/(m+1). */
-static inline float flog(float x) {
-    int32_t bits;
-    memcpy(&bits, &x, 4);
-    int32_t k = ((bits >> 23) & 0xff) - 127;
-    int32_t mb = (bits & 0x7fffff) | 0x3f800000;
-    float m;
-    memcpy(&m, &mb, 4);
-    int big = m > 1.41421356f;
-    m = big ? m * 0.5f : m;
-    k += big;
-    float s = (m - 1.0f) / (m + 1.0f), s2 = s * s;
-    float poly = s2 * (1.0f / 3 + s2 * (1.0f / 5 + s2 * (1.0f / 7 + s2 * (1.0f / 9 + s2 * (1.0f / 11)))));
-    float kf = (float)k;
-    return kf * 0.693359375f - kf * 2.12194440e-4f + 2.0f * s * (1.0f + poly);
-}
-
-/* max, non-finite flag and first argmax of one row */
-static inline float row_max(const float* r, int64_t C, int* bad, int64_t* arg) {
-    float m = -INFINITY;
-    int b = 0;
-#pragma omp simd reduction(max : m) reduction(| : b)
-    for (int64_t c = 0; c < C; ++c) {
-        float v = r[c];
-        m = v > m ? v : m;
-        b |= !(fabsf(v) <= FLT_MAX);
-    }
-    *bad = b;
-    int64_t a = 0;
-    if (!b)
-        while (r[a] != m) ++a;
-    *arg = a;
-    return m;
-}
-
-void unc_logits(const float* z, int64_t sz, int64_t n, int64_t C, float* ent, float* mar, float* lc,
-                int32_t* flags) {
-    for (int64_t i = 0; i < n; ++i) {
-        const float* r = z + i * sz;
-        int bad;
-        int64_t arg;
-        float m = row_max(r, C, &bad, &arg);
-        if (bad) {
-            flags[i] |= 1;
-            ent[i] = mar[i] = lc[i] = NAN;
-            continue;
-        }
-        float m2 = -INFINITY, rest = 0.0f, ts = 0.0f;
-#pragma omp simd reduction(max : m2) reduction(+ : rest, ts)
-        for (int64_t c = 0; c < C; ++c) {
-            float v = r[c];
-            float d = v - m;
-            float e = fexp(d);
-            int top = c == arg;
-            float w = top ? -INFINITY : v;
-            m2 = w > m2 ? w : m2;
-            rest += top ? 0.0f : e;
-            ts += e * d;
-        }
-        float s = 1.0f + rest;
-        ent[i] = log1pf(rest) - ts / s;
-        lc[i] = rest / s;
-        mar[i] = expm1f(m2 - m) / s;
-    }
-}
-
-/* scratch: (T + 2) * C floats (the T probability rows, mean, sum of squares); args: T int64.
-   mean_std is two-pass over the stored rows (mean, then squared deviations). */
-void unc_mc(const float* x, int64_t sxt, int64_t sxn, int64_t n, int64_t C, int64_t T, float* vr,
-            float* bald, float* mstd, int32_t* flags, float* scratch, int64_t* args) {
-    float* mean = scratch + T * C;
-    float* m2 = scratch + (T + 1) * C;
-    for (int64_t i = 0; i < n; ++i) {
-        int bad = 0;
-        float hsum = 0.0f;
-        memset(mean, 0, sizeof(float) * C);
-        memset(m2, 0, sizeof(float) * C);
-        for (int64_t t = 0; t < T && !bad; ++t) {
-            const float* r = x + t * sxt + i * sxn;
-            float* e = scratch + t * C;
-            int64_t arg;
-            float m = row_max(r, C, &bad, &arg);
-            if (bad) break;
-            float rest = 0.0f, ts = 0.0f;
-#pragma omp simd reduction(+ : rest, ts)
-            for (int64_t c = 0; c < C; ++c) {
-                float d = r[c] - m;
-                float ev = fexp(d);
-                e[c] = ev;
-                rest += c == arg ? 0.0f : ev;
-                ts += ev * d;
-            }
-            float s = 1.0f + rest, inv = 1.0f / s;
-            hsum += log1pf(rest) - ts * inv;
-            args[t] = arg;
-#pragma omp simd
-            for (int64_t c = 0; c < C; ++c) {
-                float p = e[c] * inv;
-                e[c] = p;
-                mean[c] += p;
-            }
-        }
-        if (!bad) {
-            float invT = 1.0f / (float)T;
-#pragma omp simd
-            for (int64_t c = 0; c < C; ++c) mean[c] *= invT;
-            for (int64_t t = 0; t < T; ++t) {
-                const float* e = scratch + t * C;
-#pragma omp simd
-                for (int64_t c = 0; c < C; ++c) {
-                    float dv = e[c] - mean[c];
-                    m2[c] += dv * dv;
-                }
-            }
-        }
-        if (bad) {
-            flags[i] |= 2;
-            vr[i] = bald[i] = mstd[i] = NAN;
-            continue;
-        }
-        float hb = 0.0f, ss = 0.0f, invT = 1.0f / (float)T;
-#pragma omp simd reduction(+ : hb, ss)
-        for (int64_t c = 0; c < C; ++c) {
-            float pb = mean[c];
-            hb -= pb >= FLT_MIN ? pb * flog(pb) : 0.0f;
-            float v = m2[c] * invT;
-            ss += sqrtf(v > 0.0f ? v : 0.0f); /* rounding can leave -0.0-ish */
-        }
-        int64_t best = 0;
-        for (int64_t a = 0; a < T; ++a) {
-            int64_t cnt = 0;
-            for (int64_t b = 0; b < T; ++b) cnt += args[b] == args[a];
-            best = cnt > best ? cnt : best;
-        }
-        vr[i] = (float)(T - best) / (float)T; /* exact 0 when all samples agree */
-        bald[i] = hb - hsum * invT;
-        mstd[i] = ss / (float)C;
-    }
-}
-"""
-_C_FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-shared", "-fPIC"]
-
-
-def _c_cache_dir() -> str:
-    import os
-
-    root = os.environ.get("AUTOAL_FAST_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "autoal_fast")
-    os.makedirs(root, exist_ok=True)
-    return root
-
-
-@functools.lru_cache(maxsize=None)
-def _c_lib():
-    """The built C library, or None when no C compiler is usable (recorded by the caller)."""
-    import ctypes
-    import hashlib
-    import os
-    import platform
-    import shutil
-    import subprocess
-    import tempfile
-
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if cc is None or os.environ.get("AUTOAL_FAST_CPU_C", "1") == "0":
-        return None
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next((ln for ln in fh if ln.startswith("flags")), "")
-    except OSError:
-        cpu = platform.processor()
-    key = hashlib.sha256("\n".join([_C_SOURCE, cc, " ".join(_C_FLAGS), platform.machine(), cpu]).encode()).hexdigest()[:16]
-    try:
-        path = os.path.join(_c_cache_dir(), f"uncertainty_{key}.so")
-        if not os.path.exists(path):
-            with tempfile.TemporaryDirectory() as tmp:
-                src = os.path.join(tmp, "uncertainty.c")
-                with open(src, "w") as fh:
-                    fh.write(_C_SOURCE)
-                so = os.path.join(tmp, "uncertainty.so")
-                subprocess.run([cc, *_C_FLAGS, src, "-o", so, "-lm"], check=True, capture_output=True, timeout=120)
-                tmp_dst = f"{path}.{os.getpid()}.tmp"
-                shutil.copyfile(so, tmp_dst)
-                os.replace(tmp_dst, path)  # atomic: concurrent builders are safe
-        lib = ctypes.CDLL(path)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    f32 = ctypes.POINTER(ctypes.c_float)
-    i64 = ctypes.c_int64
-    lib.unc_logits.argtypes = [f32, i64, i64, i64, f32, f32, f32, ctypes.POINTER(ctypes.c_int32)]
-    lib.unc_logits.restype = None
-    lib.unc_mc.argtypes = [f32, i64, i64, i64, i64, i64, f32, f32, f32, ctypes.POINTER(ctypes.c_int32), f32,
-                           ctypes.POINTER(ctypes.c_int64)]
-    lib.unc_mc.restype = None
-    return lib
+# vectorised exp/log of our own so that `omp simd` loops vectorise without
+# -ffast-math, which would break the NaN/inf checks); OpenMP over rows, as many
+# threads as torch.get_num_threads(). Built with the package (CMake).
 
 
 def has_c() -> bool:
-    """Whether the plain-C CPU path is built and loadable."""
-    return _c_lib() is not None
-
-
-@functools.lru_cache(maxsize=None)
-def _pool(threads: int):
-    from concurrent.futures import ThreadPoolExecutor
-
-    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="autoal-unc")
-
-
-def _ptr(t: torch.Tensor, ctype, offset: int = 0):
-    import ctypes
-
-    return ctypes.cast(t.data_ptr() + offset * t.element_size(), ctypes.POINTER(ctype))
+    """Whether the compiled CPU kernel (autoal_fast._C) is importable."""
+    try:
+        from autoal_fast import _C  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def fused_scores_c(logits, mc_logits, do_logits: bool, do_mc: bool, threads: int | None = None):
-    """All requested scores of one CPU chunk with the plain-C kernel.
+    """All requested scores of one CPU chunk with the compiled kernel.
 
     Same parameters and returns as ``fused_scores_torch``. float32 inputs whose
     class axis is contiguous are read in place; other dtypes/strides are
     converted chunk-wise (the caller's chunk budget covers it).
     """
-    import ctypes
+    from autoal_fast import _C
 
-    lib = _c_lib()
-    if lib is None:
-        raise RuntimeError("the plain-C uncertainty kernel could not be built (no C compiler?) (fused_scores_c)")
     ref = logits if do_logits else mc_logits
-    n, c = int(ref.shape[-2]), int(ref.shape[-1])
+    n = int(ref.shape[-2])
     out = torch.empty((6, n), dtype=torch.float32)
     flags = torch.zeros((n,), dtype=torch.int32)
     if n == 0:
         return _pack(out, flags, do_logits, do_mc)
-    z = _c_ready(logits) if do_logits else None
-    x = _c_ready(mc_logits) if do_mc else None
-    t = int(x.shape[0]) if do_mc else 0
-    threads = max(1, min(threads or torch.get_num_threads(), n))
-    bounds = [n * k // threads for k in range(threads + 1)]
-    f32, i32, i64 = ctypes.c_float, ctypes.c_int32, ctypes.c_int64
-
-    def work(k):
-        a, b = bounds[k], bounds[k + 1]
-        if b <= a:
-            return
-        if do_logits:
-            lib.unc_logits(_ptr(z, f32, a * z.stride(0)), z.stride(0), b - a, c,
-                           _ptr(out, f32, a), _ptr(out, f32, n + a), _ptr(out, f32, 2 * n + a), _ptr(flags, i32, a))
-        if do_mc:
-            scratch = torch.empty((t + 2) * c, dtype=torch.float32)
-            args = torch.empty(t, dtype=torch.int64)
-            lib.unc_mc(_ptr(x, f32, a * x.stride(1)), x.stride(0), x.stride(1), b - a, c, t,
-                       _ptr(out, f32, 3 * n + a), _ptr(out, f32, 4 * n + a), _ptr(out, f32, 5 * n + a),
-                       _ptr(flags, i32, a), _ptr(scratch, f32), _ptr(args, i64))
-
-    if threads == 1:
-        work(0)
-    else:
-        list(_pool(threads).map(work, range(threads)))
+    threads = threads or torch.get_num_threads()
+    o = out.numpy()
+    f = flags.numpy()
+    if do_logits:
+        _C.uncertainty_logits(_c_ready(logits).numpy(), o[0], o[1], o[2], f, threads)
+    if do_mc:
+        _C.uncertainty_mc(_c_ready(mc_logits).numpy(), o[3], o[4], o[5], f, threads)
     return _pack(out, flags, do_logits, do_mc)
 
 
 def _c_ready(a: torch.Tensor) -> torch.Tensor:
+    a = a.detach()
     if a.device.type != "cpu":
         raise ValueError(f"fused_scores_c needs CPU tensors; got device {a.device}")
     if a.dtype != torch.float32:
