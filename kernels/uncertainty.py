@@ -43,16 +43,16 @@ Argmax ties (var_ratio) go to the lower class index, as ``numpy.argmax``.
 Non-finite inputs are flagged per row in the same pass (bit ``BAD_LOGITS`` /
 ``BAD_MC`` of the returned ``flags``); the caller raises.
 
-4. ``fused_scores_c``: plain C on CPU (section 4 below), one row at a time,
-   one read and one exp per input value.
+4. ``fused_scores_c``: C++ on CPU (``autoal_fast._C``, csrc/uncertainty.cpp),
+   one row at a time, one read and one exp per input value, OpenMP over rows.
 
 CPU path choice, measured on the 2-core dev machine (AMD EPYC, shared and
 noisy; torch 2.13 CPU), 200k x 100 float32 logits + T=10 mc_logits, all six
 scores, best of 5 in one run: plain C 0.91 s, torch.compile of the fused
 expression 1.66 s (it re-evaluates exp about 3 times per value over ~9 loop
 nests; 20k-row chunks: 0.49-3 s, too noisy to tune), eager fused 14 s, eager
-one-by-one reference about 11 s. So "auto" on CPU is C, then torch.compile
-when no C compiler works; benchmarks/bench_uncertainty.py re-measures.
+one-by-one reference about 11 s. So "auto" on CPU is the C++ kernel, then torch.compile
+when the extension is missing; benchmarks/bench_uncertainty.py re-measures.
 """
 from __future__ import annotations
 
@@ -571,8 +571,8 @@ BACKENDS = ("auto", "triton", "c", "compile", "eager")
 def fused_scores(logits, mc_logits, names=SCORE_NAMES, backend: str = "auto"):
     """Requested scores of one chunk: ``backend`` in ``BACKENDS``.
 
-    "auto" takes Triton on CUDA (or under TRITON_INTERPRET=1), the plain-C
-    kernel on CPU (torch.compile when no C compiler is usable). Returns
+    "auto" takes Triton on CUDA (or under TRITON_INTERPRET=1), the C++
+    kernel on CPU (torch.compile when the extension is missing). Returns
     ``(scores, flags, backend_used)``.
     """
     names = tuple(names)

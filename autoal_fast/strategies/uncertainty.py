@@ -86,7 +86,7 @@ def uncertainty_scores(pool, names=SCORE_NAMES, *, chunk_bytes: int | None = Non
         Where the pass runs and the scores live; chunks are moved there.
     backend : {"auto", "triton", "c", "compile", "eager"}, default="auto"
         "auto": Triton on CUDA (and on CPU under TRITON_INTERPRET=1); on CPU
-        the plain-C kernel (built on first use, see kernels/uncertainty.py),
+        the C++ kernel of autoal_fast._C (see kernels/uncertainty.py),
         else torch.compile for pools of at least ``COMPILE_MIN_ELEMENTS``
         input elements, eager below. The choice is recorded in
         ``autoal_fast._backend.last_used["uncertainty"]``. CPU figures
@@ -183,7 +183,7 @@ def _pick_backend(backend: str, device: torch.device, n_elements: int) -> str:
         )
     if backend == "c" and (device.type != "cpu" or not _k.has_c()):
         raise ValueError(
-            f"backend='c' needs a CPU device and a working C compiler (uncertainty_scores); got device {device}"
+            f"backend='c' needs a CPU device and the compiled extension autoal_fast._C (uncertainty_scores); got device {device}"
         )
     if backend != "auto":
         return backend
