@@ -174,6 +174,13 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError, ImportError) as e:
         print(f"autoal-fast: error: {e}", file=sys.stderr)
         return 2
+    except RuntimeError as e:
+        from .experiment import StrategyError
+
+        if not isinstance(e, StrategyError):
+            raise
+        print(f"autoal-fast: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("autoal-fast: interrupted; continue with --resume", file=sys.stderr)
         return 130

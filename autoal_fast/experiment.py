@@ -50,13 +50,17 @@ from .datasets import DATASETS, load_dataset
 from .models import MODELS, build_model
 from .pool import PoolOutputs
 
-__all__ = ["ExperimentConfig", "run_experiment", "strategy_names", "resolve_strategies", "query_indices",
+__all__ = ["ExperimentConfig", "StrategyError", "run_experiment", "strategy_names", "resolve_strategies", "query_indices",
            "aubc", "format_table", "merge_results", "write_reports", "strip_timings", "EXTRA_STRATEGIES"]
 
 #: Strategies of the experiment besides the candidates of ``strategies.names()``.
 EXTRA_STRATEGIES = ("autoal", "albl")
 CHECKPOINT = "checkpoint.pt"
 _FORMAT = 1
+
+
+class StrategyError(RuntimeError):
+    """A strategy failed inside the loop; the message says which, where, and how to resume."""
 
 
 @dataclass
@@ -566,9 +570,14 @@ def _run_rounds(name, seed, cfg, ds, data, cur, dev, ck, ck_path, bar):
             lab = _pool_outputs(logits[lab_dev], emb[lab_dev], model.head, cfg.n_mc)
             t1 = time.perf_counter()
             y_unl = data.y[unl_dev]
-            picks, info = query_indices(
-                name, pool, k, labeled=lab, labeled_y=data.y[lab_dev], seed=qseed % (2 ** 62),
-                state=cur["state"], cfg=cfg, labels=lambda i: y_unl[i.to(dev)].cpu())
+            try:
+                picks, info = query_indices(
+                    name, pool, k, labeled=lab, labeled_y=data.y[lab_dev], seed=qseed % (2 ** 62),
+                    state=cur["state"], cfg=cfg, labels=lambda i: y_unl[i.to(dev)].cpu())
+            except Exception as e:
+                raise StrategyError(
+                    f"strategy {name!r} failed at seed {seed}, round {rnd} ({type(e).__name__}: {e}); the "
+                    "checkpoint keeps every finished round: --resume continues from there") from e
             t2 = time.perf_counter()
             picks = picks.cpu()
             if picks.numel() != k or torch.unique(picks).numel() != k or int(picks.min()) < 0 or \

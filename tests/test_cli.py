@@ -110,3 +110,16 @@ def test_report_merges_runs(tmp_path, capsys):
                  "--no-progress", "--no-plot"]) == 0
     assert main(["report", str(tmp_path / "a"), str(tmp_path / "c"), "--out", str(tmp_path / "m2")]) == 2
     assert "differ in ['epochs']" in capsys.readouterr().err
+
+
+def test_strategy_failure_names_strategy_round_and_resume(tmp_path, capsys, monkeypatch):
+    import autoal_fast.experiment as E
+
+    def boom(name, pool, k, **kw):
+        raise ValueError("scores are NaN")
+
+    monkeypatch.setattr(E, "query_indices", boom)
+    assert main(["run", "--strategies", "random", "--rounds", "1", "--seeds", "0", "--epochs", "1",
+                 "--out", str(tmp_path), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "'random' failed at seed 0, round 0" in err and "scores are NaN" in err and "--resume" in err
