@@ -578,6 +578,10 @@ class AutoAL:
         unl_ids = _as_ids(unlabeled_ids, "unlabeled_ids", caller)
         if unl_ids.numel() == 0:
             raise ValueError(f"unlabeled_ids is empty ({caller})")
+        both = torch.isin(unl_ids, lab_ids)
+        if bool(both.any()):
+            raise ValueError(f"labeled_ids and unlabeled_ids must be disjoint ({caller}); "
+                             f"{int(both.sum())} id(s) are in both, e.g. {int(unl_ids[both][0])}")
         mc_passes = check_int(mc_passes, "mc_passes", caller, low=0)
         if mc_passes == 1:
             raise ValueError(f"mc_passes must be 0 or >= 2 ({caller}); got 1")

@@ -215,6 +215,20 @@ def test_query_model_streams_eval_mode_and_keeps_batchnorm(mc_passes):
     ids2 = al2.query_model(net, ds, torch.as_tensor(labeled_ids), labels, torch.as_tensor(unlabeled_ids),
                            mc_passes=mc_passes, batch_size=32)
     assert isinstance(ids2, torch.Tensor) and ids2.tolist() == ids.tolist()
+    with pytest.raises(ValueError, match="disjoint"):
+        al2.query_model(net, data, labeled_ids, labels, np.arange(30, 200))
+
+
+@pytest.mark.slow
+def test_compiled_nets_run_and_save_like_eager():
+    lab, y = _outputs(100), _labels(100)
+    pool = _outputs(300, seed=3)
+    al = AutoAL(seed=0, compile=True, **FAST)
+    rep = al.fit(lab, y, k=15, n_pool=300)
+    res = al.query(pool, 15)
+    assert res.indices.shape == (15,) and len(rep.lift) == FAST["search_steps"]
+    eager = AutoAL(seed=0, **FAST).load_state_dict(al.state_dict())  # same keys, no compile wrapper
+    assert len(set(eager.query(pool, 15, labeled=lab).indices.tolist()) & set(res.indices.tolist())) >= 12
 
 
 # ----------------------------------------------------------------------------- a real AL loop
