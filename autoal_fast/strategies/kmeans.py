@@ -56,13 +56,27 @@ def kmeanspp_init(x: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor
     come from one (s, n_candidates) matmul; the kept centre's distances are then
     updated exactly by the fused step.
     """
-    n, d = x.shape
-    s = min(n, INIT_SAMPLE_PER_CENTRE * k)
-    if s < n:
-        idx = torch.randperm(n, generator=gen, device=gen.device)[:s].sort().values.to(x.device)
-        xs = x.index_select(0, idx).to(torch.float32).contiguous()
+    n = x.shape[0]
+    idx = init_sample(n, k, gen)
+    if idx is not None:
+        xs = x.index_select(0, idx.to(x.device)).to(torch.float32).contiguous()
     else:
         xs = x.to(torch.float32).contiguous() if x.dtype != torch.float32 or x.stride(1) != 1 else x
+    return kmeanspp_rows(xs, k, gen)
+
+
+def init_sample(n: int, k: int, gen: torch.Generator):
+    """Sorted row ids of the init subsample (CPU int64), or None for all n rows."""
+    s = min(n, INIT_SAMPLE_PER_CENTRE * k)
+    if s < n:
+        return torch.randperm(n, generator=gen, device=gen.device)[:s].sort().values.cpu()
+    return None
+
+
+def kmeanspp_rows(xs: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
+    """Greedy k-means++ on the (already subsampled) float32 rows xs (s, d)."""
+    x = xs
+    s, d = xs.shape
     n_trials = 2 + int(np.log(k))
     xsn = xs.pow(2).sum(1)
     metric = EuclideanRows(xs)
@@ -92,8 +106,12 @@ def kmeanspp_init(x: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor
     return centres
 
 
-def lloyd_torch(x: torch.Tensor, centres: torch.Tensor, n_iter: int) -> tuple[torch.Tensor, int]:
-    """Chunked Lloyd iterations in place on ``centres`` (k, d) float32; returns (centres, iters)."""
+def lloyd_torch(x: torch.Tensor, centres: torch.Tensor, n_iter: int, group=None) -> tuple[torch.Tensor, int]:
+    """Chunked Lloyd iterations in place on ``centres`` (k, d) float32; returns (centres, iters).
+
+    With a process group, x is this rank's shard: centroid sums, counts and the
+    changed-assignment count are all-reduced once per iteration.
+    """
     n, d = x.shape
     k = centres.shape[0]
     rows = rows_per_chunk(4 * (2 * d + k))
@@ -112,6 +130,12 @@ def lloyd_torch(x: torch.Tensor, centres: torch.Tensor, n_iter: int) -> tuple[to
             lab32 = lab.to(torch.int32)
             changed += (labels[lo:lo + rows] != lab32).sum()
             labels[lo:lo + rows] = lab32
+        if group is not None:
+            from ..distributed import all_reduce_sum
+
+            buf = all_reduce_sum(torch.cat([sums.view(-1), counts, changed.view(1).to(torch.float32)]), group)
+            sums, counts = buf[:k * d].view(k, d), buf[k * d:k * d + k]
+            changed = buf[-1].to(torch.long)
         ok = counts > 0
         centres[ok] = sums[ok] / counts[ok, None]
         if int(changed) == 0:
@@ -130,9 +154,18 @@ def lloyd_faiss(faiss, x: torch.Tensor, centres: torch.Tensor, n_iter: int, seed
 
 def nearest_unique(x: torch.Tensor, centres: torch.Tensor) -> torch.LongTensor:
     """One distinct pool point per centroid (see module docstring, step 3)."""
+    n = x.shape[0]
+    best_v, best_i = snap_candidates(x, centres, min(N_CANDIDATES, n))
+    vals = best_v.cpu().numpy().astype(np.float64)
+    idxs = best_i.cpu().numpy()
+    return serve_centroids(vals, idxs, n, lambda c, used: _nearest_unused(x, centres[c], used))
+
+
+def snap_candidates(x: torch.Tensor, centres: torch.Tensor, m: int):
+    """The m nearest rows of x to every centroid: (values (m', k), row ids (m', k)),
+    m' = min(m, n), squared distances, in one chunked pass."""
     n, d = x.shape
     k = centres.shape[0]
-    m = min(N_CANDIDATES, n)
     cn = centres.pow(2).sum(1)
     rows = rows_per_chunk(4 * (2 * d + 2 * k))
     best_v = best_i = None
@@ -149,8 +182,16 @@ def nearest_unique(x: torch.Tensor, centres: torch.Tensor) -> torch.LongTensor:
             v, j = torch.topk(v, min(m, v.shape[0]), dim=0, largest=False)
             i = i.gather(0, j)
         best_v, best_i = v, i
-    vals = best_v.cpu().numpy().astype(np.float64)
-    idxs = best_i.cpu().numpy()
+    if best_v is None:
+        best_v = torch.empty(0, k, dtype=torch.float32, device=x.device)
+        best_i = torch.empty(0, k, dtype=torch.long, device=x.device)
+    return best_v, best_i
+
+
+def serve_centroids(vals: np.ndarray, idxs: np.ndarray, n: int, nearest_unused) -> torch.LongTensor:
+    """Serving order of step 3 over candidate (vals, idxs) of shape (m, k);
+    ``nearest_unused(c, used)`` is the exact fallback for centroid c."""
+    k = vals.shape[1]
     used = np.zeros(n, dtype=bool)
     order = np.lexsort((np.arange(k), vals.min(0)))
     out = np.empty(k, dtype=np.int64)
@@ -162,7 +203,7 @@ def nearest_unique(x: torch.Tensor, centres: torch.Tensor) -> torch.LongTensor:
                 pick = int(idxs[j, c])
                 break
         if pick < 0:
-            pick = _nearest_unused(x, centres[c], used)
+            pick = nearest_unused(c, used)
         used[pick] = True
         out[t] = pick
     return torch.from_numpy(out)
@@ -182,7 +223,7 @@ def _nearest_unused(x, centre, used: np.ndarray) -> int:
     return best_i
 
 
-def select_kmeans(pool, k: int, seed=None, n_iter: int = N_ITER) -> torch.LongTensor:
+def select_kmeans(pool, k: int, seed=None, n_iter: int = N_ITER, backend: str = "auto") -> torch.LongTensor:
     """k-means picks (validated input assumed).
 
     Parameters
@@ -192,6 +233,10 @@ def select_kmeans(pool, k: int, seed=None, n_iter: int = N_ITER) -> torch.LongTe
     seed : int, torch.Generator or None
     n_iter : int, default=20
         Lloyd iterations (the torch backend stops earlier when assignments settle).
+    backend : {"auto", "torch"}, default="auto"
+        "auto": FAISS when usable (see the module docstring), torch otherwise;
+        "torch": always the torch Lloyd iterations (the backend of the
+        multi-process path, so the one to compare it with).
 
     Returns
     -------
@@ -201,7 +246,7 @@ def select_kmeans(pool, k: int, seed=None, n_iter: int = N_ITER) -> torch.LongTe
     gen = make_generator(seed)
     centres = kmeanspp_init(x, k, gen)
     faiss = _backend.faiss_module()
-    if faiss is not None and x.device.type == "cpu" and x.dtype == torch.float32 \
+    if backend == "auto" and faiss is not None and x.device.type == "cpu" and x.dtype == torch.float32 \
             and x.stride(1) == 1 and x.stride(0) == x.shape[1]:
         fseed = int(torch.randint(0, 2**31 - 1, (), generator=gen, device=gen.device))
         centres, iters = lloyd_faiss(faiss, x, centres, n_iter, fseed)
