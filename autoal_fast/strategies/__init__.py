@@ -92,7 +92,7 @@ def score(name: str, pool: PoolOutputs) -> torch.Tensor:
     return uncertainty_scores(pool, (name,))[name]
 
 
-def select(name: str, pool: PoolOutputs, k: int, labeled=None, seed=None) -> torch.Tensor:
+def select(name: str, pool: PoolOutputs, k: int, labeled=None, seed=None, group=None) -> torch.Tensor:
     """Pick k samples of ``pool`` with one strategy.
 
     Parameters
@@ -100,22 +100,45 @@ def select(name: str, pool: PoolOutputs, k: int, labeled=None, seed=None) -> tor
     name : str
         One of ``names()``.
     pool : PoolOutputs
-        The unlabeled pool.
+        The unlabeled pool; with a process group of several ranks, this rank's
+        shard of it (shards in rank order).
     k : int
-        How many to pick, ``1 <= k <= n_samples``.
+        How many to pick, ``1 <= k <= n_samples`` (of the whole pool when sharded).
     labeled : PoolOutputs, default=None
         The labeled set; coreset starts its k-center greedy from its embeddings.
+        When sharded, every rank passes the whole labeled set.
     seed : int or torch.Generator, default=None
-        For the seeded strategies (kmeans, badge, random).
+        For the seeded strategies (kmeans, badge, random). When sharded, None is
+        drawn on rank 0 and shared; a Generator must be in the same state on
+        every rank.
+    group : torch.distributed ProcessGroup, default=None
+        None uses the default group when torch.distributed is initialised. With
+        more than one rank the pool is sharded (see ``strategies._dist``): the
+        result is global indices into the concatenation of the shards, the same
+        on every rank and equal to one process's answer on the concatenated pool
+        (kmeans: with ``backend="torch"``, as FAISS is single-process only).
 
     Returns
     -------
-    torch.LongTensor of shape (k,): unique indices into ``pool``, in selection order.
+    torch.LongTensor of shape (k,): unique indices into ``pool`` (global indices
+    when sharded), in selection order.
     """
     caller = f"select({name!r})"
     check_name(name, caller)
-    check_pool(pool, caller)
-    k = check_k(k, pool.n_samples, caller)
+    from ..distributed import resolve_group, shard_of
+
+    grp = resolve_group(group)
+    if not isinstance(pool, PoolOutputs):
+        check_pool(pool, caller)
+    shard = None
+    if grp is not None:
+        shard = shard_of(pool.n_samples, grp)  # empty shards are allowed; the pool is not
+        if shard.n_total == 0:
+            raise ValueError(f"pool is empty ({caller}): 0 samples over {shard.world} ranks")
+        k = check_k(k, shard.n_total, caller)
+    else:
+        check_pool(pool, caller)
+        k = check_k(k, pool.n_samples, caller)
     check_needs(name, pool, caller)
     seed = check_seed(seed, caller)
     if labeled is not None:
@@ -128,6 +151,10 @@ def select(name: str, pool: PoolOutputs, k: int, labeled=None, seed=None) -> tor
                 f"labeled.embeddings must have n_features={pool.embeddings.shape[1]} like "
                 f"pool.embeddings ({caller}); got {labeled.embeddings.shape[1]}"
             )
+    if shard is not None:
+        from ._dist import select_distributed
+
+        return select_distributed(name, pool, k, labeled, seed, shard)
     if name in UNCERTAINTY:
         from .._topk import topk
         from .uncertainty import uncertainty_scores

@@ -1,0 +1,309 @@
+"""Multi-process selection: every strategy over a pool sharded across a process group.
+
+``strategies.select(..., group=...)`` comes here when the group has more than one
+rank. Each rank holds a shard (shards in rank order, see ``autoal_fast.distributed``);
+every function returns the same global indices on every rank, equal to what one
+process returns on the concatenated pool with the same seed:
+
+- uncertainty: local fused scores, local top-k, ``merge_topk`` (one all_gather).
+- random: the same seeded permutation of ``n_total`` on every rank (a seed of None is
+  drawn on rank 0 and broadcast).
+- coreset: exact k-center greedy; per step one ``global_argmax`` of the local
+  (largest distance, global index) and the winning row broadcast from its owner.
+  Without a labeled set the start is the point nearest to the pool mean (sums
+  all-reduced in float64, nearest point by a global argmin).
+- badge: per step one all_gather of every rank's (sum of D^2, free count), one
+  uniform from the shared seeded generator, the owner of the drawn mass picks the
+  point and broadcasts (index, gradient-embedding factors).
+- kmeans: the init subsample (global row ids from the shared generator) is
+  assembled on every rank by one all-reduce, greedy k-means++ runs on it
+  identically everywhere; Lloyd iterations all-reduce centroid sums and counts;
+  the snap all-gathers each rank's nearest candidates. Always the torch backend:
+  FAISS is single-process only, so equality is with
+  ``select_kmeans(..., backend="torch")`` (or a single process without FAISS,
+  ``AUTOAL_FAST_FAISS=0``).
+
+Equality holds up to float summation order: global sums (pool mean, D^2 total,
+centroid sums) are added in another order than one process would, which can only
+change a pick when two candidates are within float rounding of each other.
+A seed given as a torch.Generator must be in the same state on every rank.
+MC dropout generated through ``pool.head`` is drawn chunk by chunk on each shard,
+so it equals the single-process draws only when the stochastic predictions are
+given as ``mc_logits``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .. import _backend
+from .. import distributed as D
+from ._greedy import (CenterStore, EuclideanRows, PrunedGreedy, center_dists_euclid,
+                      make_generator, rows_per_chunk, small_op_threads, torch_threads, uniform)
+
+__all__ = ["select_distributed", "shared_seed"]
+
+
+def shared_seed(seed, shard: D.Shard):
+    """A seed of None becomes one int drawn on rank 0 and broadcast; others pass through."""
+    if seed is not None:
+        return seed
+    mine = torch.randint(0, 2**62, (1,), dtype=torch.int64) if shard.rank == 0 else None
+    return int(D.broadcast_from(mine, 0, (1,), torch.int64, shard.group)[0])
+
+
+def _owner(gi: int, shard: D.Shard) -> tuple[int, int]:
+    r = D.owner_of(gi, shard)
+    return r, gi - sum(shard.sizes[:r])
+
+
+def select_distributed(name: str, pool, k: int, labeled, seed, shard: D.Shard) -> torch.LongTensor:
+    """Global indices (k,) on the pool's device, the same on every rank (validated input)."""
+    from . import UNCERTAINTY
+
+    if name in UNCERTAINTY:
+        return _uncertainty(name, pool, k, shard).to(pool.device)
+    seed = shared_seed(seed, shard) if not isinstance(seed, torch.Generator) else seed
+    if name == "random":
+        from .random import select_random
+
+        return select_random(shard.n_total, k, seed, device=pool.device)
+    if name == "coreset":
+        return _coreset(pool, k, labeled, shard).to(pool.device)
+    if name == "badge":
+        return _badge(pool, k, seed, shard).to(pool.device)
+    return _kmeans(pool, k, seed, shard).to(pool.device)
+
+
+# --------------------------------------------------------------------------- uncertainty
+def _uncertainty(name, pool, k, shard):
+    from .._topk import topk
+    from .uncertainty import uncertainty_scores
+
+    s = uncertainty_scores(pool, (name,))[name]
+    v, i = topk(s, min(k, shard.n_local))
+    return D.merge_topk(v, i.cpu() + shard.offset, k, True, shard.group)[1]
+
+
+# --------------------------------------------------------------------------- coreset
+def _global_nearest_to_mean(x, shard) -> int:
+    n, d = x.shape
+    acc = torch.zeros(d, dtype=torch.float64, device=x.device)
+    rows = rows_per_chunk(8 * d)
+    for lo in range(0, n, rows):
+        acc += x[lo:lo + rows].to(torch.float64).sum(0)
+    acc = D.all_reduce_sum(acc, shard.group)
+    mean = (acc / shard.n_total).to(torch.float32)
+    best_v, best_i = float("inf"), 0
+    rows = rows_per_chunk(4 * d)
+    for lo in range(0, n, rows):
+        d2 = (x[lo:lo + rows].to(torch.float32) - mean).pow_(2).sum(1)
+        j = int(torch.argmin(d2))
+        if float(d2[j]) < best_v:
+            best_v, best_i = float(d2[j]), lo + j
+    # argmin = argmax of the negation; ties still go to the lower global index
+    return D.global_argmax(-best_v, shard.offset + best_i, shard.group)[1]
+
+
+def _coreset(pool, k, labeled, shard):
+    from .coreset import nearest_centres
+
+    x = pool.embeddings
+    n, d = x.shape
+    dev = x.device
+    nl = 0 if labeled is None else labeled.n_samples
+    store = CenterStore(nl + k, d, dev)
+    metric = eng = None
+    if n:
+        metric = EuclideanRows(x)
+        eng = PrunedGreedy(
+            n, nl + k, dev,
+            update_rows=lambda idx, c, cid: metric.update(idx, c, cid, eng.mind, eng.assign),
+            center_dists=lambda c: center_dists_euclid(store, c, metric),
+        )
+    first = None
+    if nl:
+        lx = labeled.embeddings
+        rows = rows_per_chunk(4 * d)
+        for lo in range(0, nl, rows):
+            store.x[lo:min(nl, lo + rows)] = lx[lo:lo + rows].to(device=dev, dtype=torch.float32)
+        store.size = nl
+        if n:
+            mind, assign = nearest_centres(x, store.x[:nl])
+            eng.set_initial(mind, assign, nl)
+            del mind, assign
+    else:
+        first = _global_nearest_to_mean(x, shard)
+    picks = torch.empty(k, dtype=torch.long)
+    with small_op_threads(dev) as nt:
+        if metric is not None:
+            metric.threads = nt
+        for t in range(k):
+            if t == 0 and first is not None:
+                gi = first
+            else:
+                if n:
+                    j = int(torch.argmax(eng.mind))
+                    best = (float(eng.mind[j]), shard.offset + j)
+                else:
+                    best = (float("-inf"), shard.offset)
+                gi = D.global_argmax(*best, shard.group)[1]
+            owner, li = _owner(gi, shard)
+            mine = metric.vec(li) if owner == shard.rank else None
+            c = D.broadcast_from(mine, owner, (d,), torch.float32, shard.group).to(dev)
+            if n:
+                eng.add_centre(c, point=li if owner == shard.rank else None)
+            store.add(c)
+            picks[t] = gi
+    _backend.record("coreset", (metric.backend if metric is not None else "none") + "+dist")
+    return picks
+
+
+# --------------------------------------------------------------------------- badge
+def _dist_d2_sample(mind, gen, shard) -> int:
+    """Global index drawn with probability proportional to max(mind, 0)^2 over all
+    shards; the same law, uniform and tie rules as ``_greedy.d2_sample``."""
+    u = uniform(gen)
+    if mind is not None and mind.numel():
+        w = mind.clamp(min=0.0).to(torch.float64).pow_(2)
+        cs = torch.cumsum(w, 0)
+        local = (float(cs[-1]), float((mind >= 0).sum()))
+    else:
+        w = cs = None
+        local = (0.0, 0.0)
+    allp = D._all_gather_rows(torch.tensor([local], dtype=torch.float64), shard.group).cpu().numpy()
+    totals, frees = allp[:, 0], allp[:, 1]
+    ctot = np.cumsum(totals)
+    total = float(ctot[-1])
+    pick = None  # (owner, local index) decided identically on every rank except the index
+    if total > 0.0 and total != float("inf"):
+        target = u * total
+        r = int(np.searchsorted(ctot, target, side="right"))
+        if r >= shard.world:  # rounding at the top end: the last point with positive weight
+            r = int(np.nonzero(totals > 0)[0][-1])
+            mode = "last"
+        else:
+            mode = "search"
+        if r == shard.rank:
+            if mode == "search":
+                lt = target - (ctot[r - 1] if r > 0 else 0.0)
+                i = int(torch.searchsorted(cs, torch.tensor([lt], dtype=torch.float64, device=cs.device),
+                                           right=True))
+                i = min(i, mind.numel() - 1)
+                if not w[i] > 0:
+                    i = int(torch.nonzero(w > 0)[-1])
+            else:
+                i = int(torch.nonzero(w > 0)[-1])
+            pick = i
+    else:
+        nfree = int(frees.sum())
+        j = min(int(u * nfree), nfree - 1)
+        cf = np.cumsum(frees)
+        r = int(np.searchsorted(cf, j, side="right"))
+        if r == shard.rank:
+            free = torch.nonzero(mind >= 0).view(-1)
+            pick = int(free[j - int(cf[r - 1] if r > 0 else 0)])
+    return r, pick
+
+
+def _badge(pool, k, seed, shard):
+    from .badge import _GradRows, _null
+
+    gen = make_generator(seed)
+    dev = pool.device
+    n, c = pool.n_samples, pool.n_classes
+    d = pool.embeddings.shape[1]
+    picks = torch.empty(k, dtype=torch.long)
+    with small_op_threads(dev) as nt:
+        rows = eng = None
+        if n:
+            with torch_threads(nt) if dev.type == "cpu" else _null():
+                rows = _GradRows(pool.logits, pool.embeddings, nt)
+            rows.alloc_centres(k)
+            eng = PrunedGreedy(
+                n, k, dev,
+                update_rows=lambda idx, v, cid: rows.update(idx, v, cid, eng.mind, eng.assign),
+                center_dists=lambda v: rows.centre_dists(v, eng.n_centres),
+            )
+        for t in range(k):
+            if t == 0:
+                if n:
+                    j = int(torch.argmax(rows.g2))
+                    best = (float(rows.g2[j]), shard.offset + j)
+                else:
+                    best = (float("-inf"), shard.offset)
+                gi = D.global_argmax(*best, shard.group)[1]
+                owner, li = _owner(gi, shard)
+            else:
+                owner, li = _dist_d2_sample(eng.mind if n else None, gen, shard)
+            mine = None
+            if owner == shard.rank:
+                a, e, g2 = rows.vec(li)
+                mine = torch.cat([torch.tensor([float(shard.offset + li)], dtype=torch.float64),
+                                  a.double().cpu(), e.double().cpu(), g2.double().view(1).cpu()])
+            buf = D.broadcast_from(mine, owner, (1 + c + d + 1,), torch.float64, shard.group).cpu()
+            gi = int(buf[0])
+            v = (buf[1:1 + c].to(dev, torch.float32), buf[1 + c:1 + c + d].to(dev, torch.float32),
+                 buf[-1].to(dev, torch.float32))
+            if n:
+                eng.add_centre(v, point=li if owner == shard.rank else None)
+                rows.store(t, v)
+            picks[t] = gi
+    _backend.record("badge", "torch+dist")
+    return picks
+
+
+# --------------------------------------------------------------------------- kmeans
+def _kmeans(pool, k, seed, shard, n_iter=None):
+    from . import kmeans as km
+
+    x = pool.embeddings
+    n, d = x.shape
+    dev = x.device
+    gen = make_generator(seed)
+    # 1. the init subsample, assembled on every rank (zeros elsewhere, one all-reduce)
+    idx = km.init_sample(shard.n_total, k, gen)
+    if idx is None:
+        idx = torch.arange(shard.n_total)
+    lo, hi = shard.offset, shard.offset + n
+    a, b = int(torch.searchsorted(idx, lo)), int(torch.searchsorted(idx, hi))
+    xs = torch.zeros(idx.numel(), d, dtype=torch.float32, device=dev)
+    if b > a:
+        xs[a:b] = x.index_select(0, (idx[a:b] - lo).to(dev)).to(torch.float32)
+    xs = D.all_reduce_sum(xs, shard.group)
+    centres = km.kmeanspp_rows(xs, k, gen)
+    del xs
+    # 2. Lloyd with all-reduced sums
+    centres, iters = km.lloyd_torch(x, centres, km.N_ITER if n_iter is None else n_iter, group=shard.group)
+    # 3. snap: every rank's m nearest per centroid, merged by (distance, global index)
+    m = min(km.N_CANDIDATES, shard.n_total)
+    v, i = km.snap_candidates(x, centres, m)
+    pad = m - v.shape[0]
+    v = torch.cat([v.double().cpu(), torch.full((pad, k), float("inf"), dtype=torch.float64)])
+    i = torch.cat([i.cpu() + shard.offset, torch.full((pad, k), np.iinfo(np.int64).max, dtype=torch.int64)])
+    allv = D._all_gather_rows(v, shard.group).cpu().numpy()
+    alli = D._all_gather_rows(i, shard.group).cpu().numpy()
+    vals = np.empty((m, k))
+    idxs = np.empty((m, k), dtype=np.int64)
+    for col in range(k):
+        o = np.lexsort((alli[:, col], allv[:, col]))[:m]
+        vals[:, col], idxs[:, col] = allv[o, col], alli[o, col]
+
+    def nearest_unused(col, used):
+        loc = torch.from_numpy(used[lo:hi])
+        rows = rows_per_chunk(4 * d)
+        best_v, best_i = float("inf"), 0
+        cc = centres[col]
+        for r0 in range(0, n, rows):
+            d2 = (x[r0:r0 + rows].to(torch.float32) - cc).pow_(2).sum(1)
+            d2 = d2.masked_fill(loc[r0:r0 + rows].to(dev), float("inf"))
+            j = int(torch.argmin(d2))
+            if float(d2[j]) < best_v:
+                best_v, best_i = float(d2[j]), r0 + j
+        return D.global_argmax(-best_v, lo + best_i, shard.group)[1]
+
+    out = km.serve_centroids(vals, idxs, shard.n_total, nearest_unused)
+    _backend.record("kmeans", "torch+dist")
+    km.last_stats.clear()
+    km.last_stats.update(backend="torch+dist", n_iter=iters)
+    return out
