@@ -291,3 +291,13 @@ def test_digits_al_loop_beats_random_fast():
 def test_digits_al_loop_beats_random():
     auto, rand = _compare(seeds=(0, 1, 2, 3, 4), rounds=8, autoal_kw={})
     assert auto > rand + 0.01, (auto, rand)
+
+
+def test_docstring_examples():
+    import doctest
+
+    import autoal_fast.autoal
+    import autoal_fast.search.relax
+
+    for mod in (autoal_fast.autoal, autoal_fast.search.relax):
+        assert doctest.testmod(mod).failed == 0
