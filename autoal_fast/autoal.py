@@ -40,7 +40,8 @@ class QueryResult:
     Attributes
     ----------
     indices : torch.LongTensor of shape (k,)
-        Unique indices into the pool, best first (ties to the lower index).
+        Unique indices into the pool, best first (ties to the lower index); global
+        indices into the concatenated pool when the query ran sharded.
     scores : torch.Tensor of shape (n_pool,), float32
         The aggregated score ``a(x) = sum_k W_k(x) ((1 - m) S_k(x) + m r_k(x) - theta)``.
     weights : torch.Tensor of shape (n_pool, n_strategies), float32
@@ -458,7 +459,8 @@ class AutoAL:
             raise RuntimeError(f"this AutoAL is not fitted yet ({caller}): call fit(labeled, y) first")
 
     @torch.no_grad()
-    def query(self, pool: PoolOutputs, k=None, *, labeled: PoolOutputs | None = None, features=None) -> QueryResult:
+    def query(self, pool: PoolOutputs, k=None, *, labeled: PoolOutputs | None = None, features=None,
+              group=None) -> QueryResult:
         """Choose k samples of ``pool`` to label.
 
         Parameters
@@ -473,6 +475,18 @@ class AutoAL:
             The labeled set for coreset; defaults to the one given to the last ``fit``.
         features : tensor of shape (n_pool, ...), default=None
             Inputs of the user backbone, instead of the embeddings.
+        group : torch.distributed ProcessGroup, default=None
+            None uses the default group when torch.distributed is initialised. With more
+            than one rank, ``pool`` (and ``features``) is this rank's shard, shards in rank
+            order; every rank must hold the same fitted state (fit on the same labeled set
+            with the same seed, or ``load_state_dict`` of one fit) and pass the whole
+            labeled set. Candidates run sharded (``strategies.select(group=...)``, global
+            rank scores), SearchNet scores the local rows, and the local top-k's are
+            merged: ``indices`` are global indices into the concatenated pool, the same on
+            every rank and equal to one process's answer on the concatenated pool (with
+            ``AUTOAL_FAST_FAISS=0`` there when kmeans is a candidate; with stochastic
+            predictions given as ``mc_logits``, as MC dropout drawn through a head depends
+            on the chunk layout). ``scores`` and ``weights`` are this shard's rows.
 
         Returns
         -------
@@ -480,12 +494,25 @@ class AutoAL:
         """
         caller = "AutoAL.query"
         self._check_fitted(caller)
-        check_pool(pool, caller)
+        from .distributed import merge_topk, resolve_group, shard_of
+
+        grp = resolve_group(group)
+        shard = None
+        if grp is None:
+            check_pool(pool, caller)
+            n_all = pool.n_samples
+        else:
+            if not isinstance(pool, PoolOutputs):
+                check_pool(pool, caller)
+            shard = shard_of(pool.n_samples, grp)
+            n_all = shard.n_total
+            if n_all == 0:
+                raise ValueError(f"pool is empty ({caller}): 0 samples over {shard.world} ranks")
         if k is None:
             if self.budget is None:
                 raise ValueError(f"k is required ({caller}) when AutoAL has no budget")
             k = self.budget
-        k = check_k(k, pool.n_samples, caller)
+        k = check_k(k, n_all, caller)
         C = self._fitted["n_classes"]
         if pool.n_classes != C:
             raise ValueError(f"pool.logits has n_classes={pool.n_classes} but the labeled set given to fit "
@@ -501,7 +528,7 @@ class AutoAL:
             torch.manual_seed(seed)
             cand_pool, mc_source = self._pool_for_candidates(pool, caller)
             lab = labeled if labeled is not None else self._labeled
-            cand = compute_candidates(cand_pool, self.strategies, k, labeled=lab, seed=seed)
+            cand = compute_candidates(cand_pool, self.strategies, k, labeled=lab, seed=seed, shard=shard)
             fwd = self.searchnet_.eval()
             n = pool.n_samples
             weights = torch.empty((n, len(self.strategies)), dtype=torch.float32, device=self.device)
@@ -515,7 +542,11 @@ class AutoAL:
                 w, _ = fwd(xc, torch.cat([rc, pc], dim=1), predict_loss=False)
                 weights[sl] = w
                 scores[sl] = aggregate(w, pc, rc, self.theta, self.rank_mix)
-            idx = topk(scores, k)[1]
+            if shard is None:
+                idx = topk(scores, k)[1]
+            else:
+                v, i = topk(scores, min(k, n))
+                idx = merge_topk(v, i.cpu() + shard.offset, k, True, grp)[1]
         return QueryResult(indices=idx.to(pool.device), scores=scores, weights=weights,
                            strategies=self.strategies, mc_source=mc_source)
 

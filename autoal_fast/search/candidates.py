@@ -64,8 +64,37 @@ def rank_normalize(score: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def rank_normalize_global(score: torch.Tensor, shard) -> torch.Tensor:
+    """``rank_normalize`` over a pool sharded across a process group (shard: a
+    ``distributed.Shard``): this rank's rows of the result on the whole pool.
+
+    The sorted scores of every rank are all-gathered once (n_total values, float64
+    on the wire) and each local score's count of greater and equal values is read
+    off by binary search; the arithmetic is then rank_normalize's, so the values
+    are bit-identical to the single-process ones.
+    """
+    import numpy as np
+
+    from ..distributed import _all_gather_rows
+
+    n = shard.n_total
+    local = score.detach().to(torch.float32).cpu()
+    if n == 1:
+        return torch.ones(local.numel(), dtype=torch.float32, device=score.device)
+    width = max(shard.sizes)
+    buf = torch.zeros(width, dtype=torch.float64)
+    buf[:local.numel()] = torch.sort(local).values.double()
+    allv = _all_gather_rows(buf, shard.group).cpu().numpy()
+    every = np.sort(np.concatenate([allv[r * width:r * width + s] for r, s in enumerate(shard.sizes)]))
+    v = local.double().numpy()
+    right = np.searchsorted(every, v, side="right")
+    left = np.searchsorted(every, v, side="left")
+    mean_pos = (n - right).astype(np.float64) + ((right - left).astype(np.float64) - 1) / 2
+    return torch.from_numpy(1.0 - mean_pos / (n - 1)).to(device=score.device, dtype=torch.float32)
+
+
 def compute_candidates(pool: PoolOutputs, names, k: int, labeled: PoolOutputs | None = None,
-                       seed=None) -> Candidates:
+                       seed=None, shard=None) -> Candidates:
     """Ranks and picks of every candidate on ``pool`` (validated by the caller).
 
     Parameters
@@ -80,6 +109,10 @@ def compute_candidates(pool: PoolOutputs, names, k: int, labeled: PoolOutputs | 
         The labeled set, for coreset.
     seed : int, default=None
         Seed of the seeded strategies (kmeans, badge, random).
+    shard : distributed.Shard, default=None
+        When the pool is one rank's shard of a pool spread over a process group:
+        ranks and picks are those of the whole pool (global ranks, global picks),
+        returned for this rank's rows.
     """
     from ..strategies import select
 
@@ -96,11 +129,27 @@ def compute_candidates(pool: PoolOutputs, names, k: int, labeled: PoolOutputs | 
     for j, nm in enumerate(names):
         if nm in scores:
             sc = scores[nm].to(torch.float32)
-            ranks[:, j] = rank_normalize(sc)
-            idx = topk(sc, k)[1].to(pool.device)
+            if shard is None:
+                ranks[:, j] = rank_normalize(sc)
+                idx = topk(sc, k)[1].to(pool.device)
+            else:
+                from ..distributed import merge_topk
+
+                ranks[:, j] = rank_normalize_global(sc, shard)
+                v, i = topk(sc, min(k, n))
+                idx = _local(merge_topk(v, i.cpu() + shard.offset, k, True, shard.group)[1], shard, pool)
             picks[idx, j] = 1.0
         else:
-            idx = select(nm, pool, k, labeled=labeled, seed=seed).to(pool.device)
+            idx = select(nm, pool, k, labeled=labeled, seed=seed,
+                         group=None if shard is None else shard.group).to(pool.device)
+            if shard is not None:
+                idx = _local(idx, shard, pool)
             picks[idx, j] = 1.0
             ranks[:, j] = picks[:, j]
     return Candidates(names, ranks, picks, int(k))
+
+
+def _local(global_idx: torch.Tensor, shard, pool) -> torch.Tensor:
+    """The global indices that fall in this rank's shard, as local row ids."""
+    g = global_idx.to(pool.device) - shard.offset
+    return g[(g >= 0) & (g < shard.n_local)]
