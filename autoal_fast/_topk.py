@@ -93,7 +93,15 @@ def _torch_topk_exact(x: torch.Tensor, k: int, largest: bool, nan_policy: str, c
         x = x.masked_fill(nan_mask, fill)
     if k == 0:
         return x[:0], torch.empty(0, dtype=torch.long, device=x.device)
-    kth = torch.topk(x, k, largest=largest, sorted=True).values[k - 1]
+    vals, idx = torch.topk(x, k, largest=largest, sorted=True)
+    kth = vals[k - 1]
+    # Common case: every element equal to the k-th value is already selected,
+    # so only the order inside ties needs fixing (sorts of k elements, one sync).
+    if not n_nan and bool((x == kth).sum() == (vals == kth).sum()):
+        idx = idx.sort().values
+        order = torch.sort(x[idx], descending=largest, stable=True).indices
+        idx = idx[order]
+        return x[idx], idx
     better = (x > kth) if largest else (x < kth)
     if n_nan:
         better &= ~nan_mask

@@ -113,11 +113,15 @@ def test_torch_reference_path_matches_on_cpu():
     """The tie-fixing torch path (used on CUDA) gives the same answer on CPU."""
     from autoal_fast._topk import _torch_topk_exact
 
-    x = torch.randint(0, 5, (10_000,)).float()
-    x[::17] = float("inf")
-    for largest in (True, False):
-        v, i = _torch_topk_exact(x, 777, largest, "raise", "test")
-        np.testing.assert_array_equal(i.numpy(), reference_topk(x.numpy(), 777, largest)[1])
+    spill = torch.randint(0, 5, (10_000,)).float()  # ties cross the k-th value
+    spill[::17] = float("inf")
+    inside = torch.randn(10_000)  # ties only well inside the selection
+    inside[:50] = 100.0
+    inside[-50:] = -100.0
+    for x in (spill, inside, torch.randn(10_000)):
+        for largest in (True, False):
+            v, i = _torch_topk_exact(x, 777, largest, "raise", "test")
+            np.testing.assert_array_equal(i.numpy(), reference_topk(x.numpy(), 777, largest)[1])
 
 
 @pytest.mark.parametrize("bad_k", [-1, 11])

@@ -118,11 +118,13 @@ def run(out: dict) -> dict:
     lab = aaf.PoolOutputs(z[:1000].clone(), lab_x)
     select("coreset", aaf.PoolOutputs(z[:5000], e[:5000]), 10, labeled=lab)  # compile / warm up
     p, t, mem = _wall(lambda: select("coreset", pool, k, labeled=lab))
-    out["coreset_1M_1000lab_1000picks"] = dict(s=t, max_mem_mib=mem, backend=_backend.last_used["coreset"],
-                                               unique=len(set(p.tolist())) == k, **coreset.last_stats)
+    out["coreset_1M_1000lab_1000picks"] = {**coreset.last_stats, "s": t, "max_mem_mib": mem,
+                                           "backend": _backend.last_used["coreset"],
+                                           "unique": len(set(p.tolist())) == k}
     p, t, mem = _wall(lambda: select("kmeans", pool, k, seed=0))
-    out["kmeans_1M_k1000"] = dict(s=t, max_mem_mib=mem, backend=_backend.last_used["kmeans"],
-                                  unique=len(set(p.tolist())) == k, **kmeans.last_stats)
+    out["kmeans_1M_k1000"] = {**kmeans.last_stats, "s": t, "max_mem_mib": mem,
+                              "backend": _backend.last_used["kmeans"],
+                              "unique": len(set(p.tolist())) == k}
     p, t, mem = _wall(lambda: select("badge", pool, k, seed=0))
     out["badge_1M_C100_k1000"] = dict(s=t, max_mem_mib=mem, unique=len(set(p.tolist())) == k,
                                       **badge.last_stats)
