@@ -55,14 +55,23 @@ def _check(res: dict) -> bool:
         x = (torch.randn(t, n, c, device="cuda", generator=g) * 3).to(dt)
         got, flags = K.fused_scores_triton(z, x, True, True)
         ref = K.reference_scores(z, x, dtype=torch.float64)
-        errs = {}
+        errs, worst = {}, {}
         ok = int(flags.abs().sum()) == 0
         for nm in K.SCORE_NAMES:
             d = (got[nm].double() - ref[nm]).abs()
             tol = 1e-4 * ref[nm].abs() + (2e-6 if nm == "bald" else 1e-6)
             errs[nm] = float((d / (ref[nm].abs() + 1e-6)).max())
-            ok = ok and bool((d <= tol).all())
-        res[f"check_{n}x{c}_T{t}_{str(dt).split('.')[-1]}"] = {"ok": ok, "max_rel_err": errs}
+            ok_nm = bool((d <= tol).all())
+            ok = ok and ok_nm
+            if not ok_nm:  # the worst offender, to see what went wrong
+                i = int((d - tol).argmax())
+                worst[nm] = {"row": i, "abs_err": float(d[i]), "ref": float(ref[nm][i]),
+                             "got": float(got[nm][i]), "n_bad": int((d > tol).sum()),
+                             "logits": z[i].float().tolist()[:8],
+                             "mc_logits": x[:, i].float().tolist()[:4]}
+        res[f"check_{n}x{c}_T{t}_{str(dt).split('.')[-1]}"] = {"ok": ok, "max_rel_err": errs,
+                                                                "flags_set": int((flags != 0).sum()),
+                                                                "worst": worst}
         ok_all = ok_all and ok
     # NaN/inf flags
     z = torch.randn(64, 1000, device="cuda")
