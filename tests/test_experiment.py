@@ -93,9 +93,12 @@ def test_warm_start_runs(tmp_path):
 
 @pytest.mark.skipif(not _has_autoal(), reason="autoal_fast.autoal has not landed")
 def test_autoal_strategy_runs(tmp_path):
-    cfg = ExperimentConfig(strategies=("autoal",), **dict(TINY, seeds=(0,)))
+    cfg = ExperimentConfig(strategies=("autoal",), autoal={"pretrain_steps": 20, "search_steps": 20},
+                           **dict(TINY, seeds=(0,)))
     res = run_experiment(cfg, out=str(tmp_path), progress=False, verbose=False, plot=False)
-    assert [r["labeled"] for r in res["strategies"]["autoal"]["runs"][0]["rounds"]] == [20, 35, 50]
+    rounds = res["strategies"]["autoal"]["runs"][0]["rounds"]
+    assert [r["labeled"] for r in rounds] == [20, 35, 50]
+    assert set(rounds[0]["info"]["mean_weights"]) == {"margin", "coreset"}
 
 
 # ----------------------------------------------------------------------------- ALBL
