@@ -14,7 +14,7 @@ import traceback
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["topk", "uncertainty", "diversity", "autoal"]
+ORDER = ["topk", "uncertainty", "diversity", "autoal", "scale"]
 
 
 def main():
