@@ -3,7 +3,8 @@
 Pools: float16 numpy memmaps written once outside git (see ``bench_memory.write_pool``;
 logits C=10, embeddings D=32, plus mc_logits T=5 for var_ratio/bald/mean_std), read
 with ``np.load(mmap_mode="r")``. k = 1000 for every strategy and size. Each
-(strategy, size) runs in a fresh subprocess (peak RSS is its own); sizes go up in
+(strategy, size) runs in a fresh subprocess (peak RSS is its own: VmHWM, which starts
+afresh at exec, unlike ru_maxrss; pools are written by yet another process); sizes go up in
 order and a strategy stops growing once a run takes more than ``--cap`` seconds
 (the next size would be ~10x that), so 10M is reached where that is feasible on
 the machine. Then, at ``--dist-n`` rows, every strategy on 2 gloo processes
@@ -28,12 +29,19 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from bench_memory import pool_dir, write_pool  # noqa: E402
+from bench_memory import ensure_pool, pool_dir, write_pool  # noqa: E402
 
 STRATEGIES = ("entropy", "margin", "least_confidence", "var_ratio", "bald", "mean_std",
               "kmeans", "coreset", "badge", "random")
 K = 1000
 T_MC = 5
+
+
+def ensure_mc(n: int) -> Path:
+    """write_mc in a separate process (keeps this parent small: ru_maxrss survives fork + exec)."""
+    if not (pool_dir(n) / "mc_done").exists():
+        subprocess.run([sys.executable, str(Path(__file__)), "--write-mc", str(n)], cwd=ROOT, check=True)
+    return pool_dir(n)
 
 
 def write_mc(n: int, t: int = T_MC, chunk: int = 1_000_000) -> Path:
@@ -72,7 +80,8 @@ strategies.select(name, aaf.PoolOutputs(z[:w], embeddings=e[:w], mc_logits=None 
 t = time.perf_counter()
 idx = strategies.select(name, pool, k, seed=0)
 dt = time.perf_counter() - t
-print(json.dumps({'time_s': dt, 'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+hwm = [int(l.split()[1]) / 1024 for l in open('/proc/self/status') if l.startswith('VmHWM:')][0]
+print(json.dumps({'time_s': dt, 'peak_rss_mb': hwm,
                   'backend': _backend.last_used.get(name if name in ('kmeans', 'coreset', 'badge', 'random')
                                                     else 'uncertainty'), 'first': idx[:5].tolist()}))
 """
@@ -122,7 +131,7 @@ def run_two_processes(n, names):
 
 
 def run_child(name, n, threads, timeout):
-    path = write_mc(n) if name in ("var_ratio", "bald", "mean_std") else write_pool(n)
+    path = ensure_mc(n) if name in ("var_ratio", "bald", "mean_std") else ensure_pool(n)
     p = subprocess.run([sys.executable, "-c", CHILD, name, str(path), str(min(K, n)), str(threads)],
                        cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     if p.returncode != 0:
@@ -167,7 +176,7 @@ def main():
     if a.dist_n:
         n = a.dist_n
         dnames = (a.dist_strategies or a.strategies).split(",")
-        write_mc(n)
+        ensure_mc(n)
         one = {nm: run_child(nm, n, 1, a.timeout) for nm in dnames}
         two_thr = {nm: run_child(nm, n, 2, a.timeout) for nm in dnames}
         try:
@@ -196,4 +205,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--write-mc"]:
+        write_mc(int(sys.argv[2]))
+    else:
+        main()
