@@ -1,6 +1,8 @@
 """Plot bench_scale.py's figures: query time against pool size, one line per strategy.
 
-Usage: python benchmarks/plot_scale.py runs/scale-<time>/scale.json [out.png]
+Usage: python benchmarks/plot_scale.py runs/scale-<time>/scale.json [more.json ...] [-o out.png]
+Several JSON files (runs made apart, e.g. per strategy group) are merged: a strategy's
+times come from the first file that has it; the 1-vs-2-process panel from the last that has one.
 """
 import json
 import sys
@@ -13,8 +15,17 @@ def plot(json_path, png_path=None):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    res = json.loads(Path(json_path).read_text())
-    png_path = Path(png_path or Path(json_path).with_suffix(".png"))
+    paths = [json_path] if isinstance(json_path, (str, Path)) else list(json_path)
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    res = dict(runs[0])
+    res["time"] = {}
+    for r in runs:
+        for name, times in r["time"].items():
+            if times and name not in res["time"]:
+                res["time"][name] = times
+        if "dist" in r:
+            res["dist"] = r["dist"]
+    png_path = Path(png_path or Path(paths[0]).with_suffix(".png"))
     fig, axes = plt.subplots(1, 2 if "dist" in res else 1, figsize=(13 if "dist" in res else 7, 5))
     ax = axes[0] if "dist" in res else axes
     for name, times in res["time"].items():
@@ -49,4 +60,10 @@ def plot(json_path, png_path=None):
 
 
 if __name__ == "__main__":
-    print(plot(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None))
+    args = sys.argv[1:]
+    out = None
+    if "-o" in args:
+        i = args.index("-o")
+        out = args[i + 1]
+        del args[i:i + 2]
+    print(plot(args, out))
