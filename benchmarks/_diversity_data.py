@@ -28,12 +28,15 @@ def run_isolated(code: str, timeout: int = 900) -> dict:
     """Run ``code`` in a fresh interpreter; it must print one JSON line last.
 
     Used where peak RSS must belong to one computation only; the child adds
-    its own ``peak_rss_mb`` (ru_maxrss) and ``wall_s``.
+    its own ``peak_rss_mb`` and ``wall_s``. Peak RSS is VmHWM from
+    /proc/self/status: ru_maxrss is not usable here because Linux carries it
+    over fork+exec from the (possibly large) parent.
     """
     wrapped = (
         "import json, resource, time\n_t0 = time.perf_counter()\n" + code +
         "\n_res['wall_s'] = time.perf_counter() - _t0"
-        "\n_res['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024"
+        "\n_res['peak_rss_mb'] = [int(l.split()[1]) for l in open('/proc/self/status')"
+        " if l.startswith('VmHWM')][0] / 1024"
         "\nprint(json.dumps(_res))\n"
     )
     out = subprocess.run([sys.executable, "-c", wrapped], capture_output=True, text=True, timeout=timeout)
