@@ -28,7 +28,9 @@ Batch mode, as implemented here (one bandit step per AL round, k queries):
   nothing extra. This is the one deliberate change.
 - EXP4.P update with the batch as b draws:
   yhat_i = (1/k) sum_{x in B} xi_i(x) r / p(x), vhat_i = (1/k) sum_{x in U} xi_i(x) / p(x),
-  w_i <- w_i exp(p_min / 2 * (yhat_i + vhat_i sqrt(ln(N / delta) / (N T)))).
+  w_i <- w_i exp(p_min / 2 * (yhat_i + vhat_i sqrt(ln(N / delta) / (K T)))), K = |U| the number of
+  actions (samples), as in EXP4.P. The uniform ``random`` expert has vhat ~ |U| / (k P_random), so
+  its optimism bonus is the largest while the bandit has seen few rounds (EXP4.P's own behaviour).
   With disjoint batches this is exactly EXP4.P over N arms (yhat = r / P_i for
   the chosen arm); overlapping batches share the credit, as advice does in EXP4.P.
 - p_min = min(sqrt(ln N / (N T)), 1 / (2 N)) by default (EXP4.P's choice, kept
@@ -164,14 +166,14 @@ class ALBL:
                 xi_b = member[batch] / k
                 vhat.append(float((1.0 / k / p[advice[a]]).sum() / k))
             xi_over_p.append((xi_b / p_b).tolist())
-        self.pending = {"xi_over_p": xi_over_p, "vhat": vhat}
+        self.pending = {"xi_over_p": xi_over_p, "vhat": vhat, "n_actions": n_u}
         self.history.append({"arm": name, "probabilities": [float(v) for v in probs], "reward": None})
         return torch.from_numpy(batch)
 
     def _update(self, reward: float) -> None:
         n = len(self.arms)
         k = len(self.pending["xi_over_p"][0])
-        bonus = math.sqrt(math.log(n / self.delta) / (n * self.n_rounds))
+        bonus = math.sqrt(math.log(n / self.delta) / (self.pending["n_actions"] * self.n_rounds))
         for i in range(n):
             yhat = reward * sum(self.pending["xi_over_p"][i]) / k
             self.log_w[i] += self.p_min / 2.0 * (yhat + self.pending["vhat"][i] * bonus)

@@ -489,13 +489,17 @@ def _plot(results: dict, path: str) -> bool:
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     order = sorted(results["strategies"].items(), key=lambda kv: -kv[1]["aubc_mean"])
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10"] if len(order) <= 10 else colormaps["tab20"]
     for i, (name, r) in enumerate(order):
         curves = np.array([[rd["test_acc"] for rd in run["rounds"]] for run in r["runs"]], dtype=np.float64)
         x = np.array([rd["labeled"] for rd in r["runs"][0]["rounds"]], dtype=np.float64)
         m, s = curves.mean(0), curves.std(0)
         style = "-" if name in EXTRA_STRATEGIES else ("--" if i % 2 else "-.")
         lw = 2.4 if name in EXTRA_STRATEGIES else 1.2
-        (line,) = ax.plot(x, m, style, lw=lw, label=f"{name} ({r['aubc_mean']:.3f})")
+        color = cmap(i % cmap.N) if len(order) <= 10 else cmap((2 * i) % 20 + (2 * i) // 20)
+        (line,) = ax.plot(x, m, style, lw=lw, color=color, label=f"{name} ({r['aubc_mean']:.3f})")
         ax.fill_between(x, m - s, m + s, color=line.get_color(), alpha=0.12, lw=0)
     cfg = results["config"]
     ax.set_xlabel("labeled samples")
