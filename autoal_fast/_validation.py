@@ -74,3 +74,18 @@ def check_ndim(t, ndim: int, name: str, caller: str, shape_hint: str) -> None:
         raise ValueError(
             f"{name} must be {ndim}-D of shape {shape_hint} ({caller}); got shape {tuple(t.shape)}"
         )
+
+
+def check_finite_rows(t: torch.Tensor, name: str, caller: str, chunk_bytes: int = 64 << 20) -> None:
+    """Raise ValueError naming the first row of ``t`` with NaN/inf; reads ``t`` in row chunks."""
+    if t.numel() == 0:
+        return
+    row_bytes = max(1, t[0].numel() * t.element_size())
+    rows = max(1, chunk_bytes // row_bytes)
+    for lo in range(0, t.shape[0], rows):
+        ok = torch.isfinite(t[lo:lo + rows])
+        if ok.ndim > 1:
+            ok = ok.flatten(1).all(1)
+        if not bool(ok.all()):
+            i = lo + int(torch.nonzero(~ok)[0, 0])
+            raise ValueError(f"{name} contain NaN/inf at row {i} ({caller})")

@@ -14,7 +14,7 @@ import numbers
 import numpy as np
 import torch
 
-from .._validation import check_k
+from .._validation import check_finite_rows, check_k
 from ..pool import PoolOutputs
 
 UNCERTAINTY = ("entropy", "margin", "least_confidence", "var_ratio", "bald", "mean_std")
@@ -151,6 +151,10 @@ def select(name: str, pool: PoolOutputs, k: int, labeled=None, seed=None, group=
                 f"labeled.embeddings must have n_features={pool.embeddings.shape[1]} like "
                 f"pool.embeddings ({caller}); got {labeled.embeddings.shape[1]}"
             )
+    if name in ("kmeans", "coreset"):  # badge checks logits/embeddings in its own pass
+        check_finite_rows(pool.embeddings, "pool.embeddings", caller)
+        if labeled is not None and labeled.embeddings is not None:
+            check_finite_rows(labeled.embeddings, "labeled.embeddings", caller)
     if shard is not None:
         from ._dist import select_distributed
 

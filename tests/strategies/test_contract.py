@@ -113,3 +113,19 @@ def test_wrong_shapes_name_the_argument():
         aaf.PoolOutputs(torch.zeros(5, 3), embeddings=torch.zeros(4, 2))
     with pytest.raises(ValueError, match="mc_logits must have shape"):
         aaf.PoolOutputs(torch.zeros(5, 3), mc_logits=torch.zeros(2, 5, 4))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("name", ["kmeans", "coreset", "badge"])
+def test_nonfinite_embeddings(bad, name):
+    pool = make_pool()
+    pool.embeddings[7, 3] = bad
+    with pytest.raises(ValueError, match="embeddings"):
+        strategies.select(name, pool, 3, labeled=labeled_set())
+
+
+def test_nonfinite_labeled_embeddings_for_coreset():
+    lab = labeled_set()
+    lab.embeddings[2, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"labeled.embeddings contain NaN/inf at row 2"):
+        strategies.select("coreset", make_pool(), 3, labeled=lab)
