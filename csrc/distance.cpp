@@ -1,4 +1,5 @@
 #include "distance.h"
+#include "threads.h"
 
 #include <algorithm>
 #include <cmath>
@@ -31,15 +32,8 @@ inline float sq_dist(const float* __restrict a, const float* __restrict c,
 void min_dist_update(const float* x, int64_t ld, int64_t d, const int64_t* idx,
                      int64_t m, const float* c, float* mind, int32_t* assign,
                      int32_t cid, float* dist_out, int num_threads) {
-  int nt = 1;
-#ifdef _OPENMP
-  nt = num_threads > 0 ? num_threads : omp_get_max_threads();
-#else
-  (void)num_threads;
-#endif
   // Below ~256 KiB of work a thread team costs more than it saves.
-  const int64_t work = m * d;
-  if (work < (int64_t(1) << 16)) nt = 1;
+  const int nt = threads_for(num_threads, m * d, int64_t(1) << 15);
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(nt) schedule(static)
 #endif

@@ -1,4 +1,5 @@
 #include "topk.h"
+#include "threads.h"
 
 #include <algorithm>
 #include <cmath>
@@ -98,16 +99,8 @@ template <typename T, bool Largest>
 void topk_impl(const T* x, int64_t n, int64_t k, int num_threads,
                std::vector<T>* values, std::vector<int64_t>* indices,
                int64_t* nan_count) {
-  int nt = 1;
-#ifdef _OPENMP
-  nt = num_threads > 0 ? num_threads : omp_get_max_threads();
-#else
-  (void)num_threads;
-#endif
-  // A thread costs a wake-up (and, on a busy machine, a wait for a core):
-  // only worth it with at least 2M elements each.
-  const int64_t min_per_thread = int64_t(1) << 21;
-  nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(nt, n / min_per_thread)));
+  // Threads only with at least 2M elements each.
+  const int nt = threads_for(num_threads, n, int64_t(1) << 21);
   // Slices are handed out dynamically, so a thread that is scheduled late
   // (another process on its core) takes fewer of them instead of stalling all.
   const int64_t slice = std::max<int64_t>(int64_t(1) << 18, n / (int64_t(nt) * 16) + 1);

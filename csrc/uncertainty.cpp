@@ -6,6 +6,7 @@
 // which would break the NaN/inf checks. Scores are those of docs/method.md;
 // a row with NaN/inf gets NaN scores and a flag (1: logits, 2: mc_logits).
 #include "uncertainty.h"
+#include "threads.h"
 
 #include <cfloat>
 #include <cmath>
@@ -178,17 +179,8 @@ static void unc_mc_rows(const float* x, int64_t sxt, int64_t sxn, int64_t n, int
     }
 }
 
-int pick_threads(int num_threads, int64_t n) {
-  int nt = 1;
-#ifdef _OPENMP
-  nt = num_threads > 0 ? num_threads : omp_get_max_threads();
-#else
-  (void)num_threads;
-#endif
-  // at least 512 rows per thread
-  const int64_t cap = n / 512 > 0 ? n / 512 : 1;
-  return static_cast<int>(nt < cap ? nt : cap);
-}
+// At least 512 rows per thread.
+int pick_threads(int num_threads, int64_t n) { return threads_for(num_threads, n, 512); }
 
 }  // namespace
 
