@@ -9,6 +9,9 @@ import torch.multiprocessing as mp
 
 
 def _worker(rank, world, init_file, out_dir, fn, args):
+    import faulthandler
+
+    faulthandler.enable()  # a crash in C++ (gloo, OpenMP, _C) prints the Python stack
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
@@ -16,6 +19,7 @@ def _worker(rank, world, init_file, out_dir, fn, args):
         res = fn(rank, world, *args)
         with open(os.path.join(out_dir, f"{rank}.pkl"), "wb") as f:
             pickle.dump(res, f)
+        dist.barrier()  # no rank tears gloo down while another is still in a collective
     finally:
         dist.destroy_process_group()
 
