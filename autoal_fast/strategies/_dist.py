@@ -38,8 +38,7 @@ import torch
 
 from .. import _backend
 from .. import distributed as D
-from ._greedy import (CenterStore, EuclideanRows, PrunedGreedy, center_dists_euclid,
-                      make_generator, rows_per_chunk, small_op_threads, torch_threads, uniform)
+from ._greedy import (PrunedGreedy, make_generator, rows_per_chunk, small_op_threads, torch_threads, uniform)
 
 __all__ = ["select_distributed", "shared_seed"]
 
@@ -106,34 +105,13 @@ def _global_nearest_to_mean(x, shard) -> int:
 
 
 def _coreset(pool, k, labeled, shard):
-    from .coreset import nearest_centres
+    from .coreset import greedy_setup
 
     x = pool.embeddings
     n, d = x.shape
     dev = x.device
-    nl = 0 if labeled is None else labeled.n_samples
-    store = CenterStore(nl + k, d, dev)
-    metric = eng = None
-    if n:
-        metric = EuclideanRows(x)
-        eng = PrunedGreedy(
-            n, nl + k, dev,
-            update_rows=lambda idx, c, cid: metric.update(idx, c, cid, eng.mind, eng.assign),
-            center_dists=lambda c: center_dists_euclid(store, c, metric),
-        )
-    first = None
-    if nl:
-        lx = labeled.embeddings
-        rows = rows_per_chunk(4 * d)
-        for lo in range(0, nl, rows):
-            store.x[lo:min(nl, lo + rows)] = lx[lo:lo + rows].to(device=dev, dtype=torch.float32)
-        store.size = nl
-        if n:
-            mind, assign = nearest_centres(x, store.x[:nl])
-            eng.set_initial(mind, assign, nl)
-            del mind, assign
-    else:
-        first = _global_nearest_to_mean(x, shard)
+    store, metric, eng = greedy_setup(x, k, labeled)
+    first = None if labeled is not None and labeled.n_samples else _global_nearest_to_mean(x, shard)
     picks = torch.empty(k, dtype=torch.long)
     with small_op_threads(dev) as nt:
         if metric is not None:

@@ -83,6 +83,38 @@ def nearest_centres(x: torch.Tensor, centres: torch.Tensor):
     return mind, assign
 
 
+
+def greedy_setup(x: torch.Tensor, k: int, labeled):
+    """(store, metric, engine) of a k-center greedy over the rows of x.
+
+    The store holds the labeled embeddings (float32, on x's device) and room for
+    k picks; when there is a labeled set, the engine starts from each row's exact
+    nearest-labeled distance. With no rows in x (an empty shard) metric and
+    engine are None.
+    """
+    n, d = x.shape
+    nl = 0 if labeled is None else labeled.n_samples
+    store = CenterStore(nl + k, d, x.device)
+    metric = eng = None
+    if n:
+        metric = EuclideanRows(x)
+        eng = PrunedGreedy(
+            n, nl + k, x.device,
+            update_rows=lambda idx, c, cid: metric.update(idx, c, cid, eng.mind, eng.assign),
+            center_dists=lambda c: center_dists_euclid(store, c, metric),
+        )
+    if nl:
+        lx = labeled.embeddings
+        rows = rows_per_chunk(4 * d)
+        for lo in range(0, nl, rows):
+            store.x[lo:min(nl, lo + rows)] = lx[lo:lo + rows].to(device=x.device, dtype=torch.float32)
+        store.size = nl
+        if n:
+            mind, assign = nearest_centres(x, store.x[:nl])
+            eng.set_initial(mind, assign, nl)
+    return store, metric, eng
+
+
 def select_coreset(pool, k: int, labeled=None) -> torch.LongTensor:
     """k-center greedy picks, in selection order (validated input assumed).
 
@@ -97,27 +129,9 @@ def select_coreset(pool, k: int, labeled=None) -> torch.LongTensor:
     torch.LongTensor of shape (k,) on the pool's device.
     """
     x = pool.embeddings
-    n, d = x.shape
-    metric = EuclideanRows(x)
-    nl = 0 if labeled is None else labeled.n_samples
-    store = CenterStore(nl + k, d, x.device)
-    eng = PrunedGreedy(
-        n, nl + k, x.device,
-        update_rows=lambda idx, c, cid: metric.update(idx, c, cid, eng.mind, eng.assign),
-        center_dists=lambda c: center_dists_euclid(store, c, metric),
-    )
-    first = None
-    if nl:
-        lx = labeled.embeddings
-        rows = rows_per_chunk(4 * d)
-        for lo in range(0, nl, rows):
-            store.x[lo:min(nl, lo + rows)] = lx[lo:lo + rows].to(device=x.device, dtype=torch.float32)
-        store.size = nl
-        mind, assign = nearest_centres(x, store.x[:nl])
-        eng.set_initial(mind, assign, nl)
-        del mind, assign
-    else:
-        first = _nearest_to_mean(x)
+    n = x.shape[0]
+    store, metric, eng = greedy_setup(x, k, labeled)
+    first = None if labeled is not None and labeled.n_samples else _nearest_to_mean(x)
     picks = torch.empty(k, dtype=torch.long)
     with small_op_threads(x.device) as nt:
         metric.threads = nt
