@@ -728,6 +728,13 @@ class _DeviceHead(nn.Module):
     def forward(self, e):
         return self.net(e.to(self.device, torch.float32)).to(e.device)
 
+    def mc_prefix(self, e):
+        return self.net.mc_prefix(e.to(self.device, torch.float32)), e.device
+
+    def mc_suffix(self, state):
+        h, device = state
+        return self.net.mc_suffix(h).to(device)
+
 
 def _as_ids(ids, name, caller) -> torch.Tensor:
     if isinstance(ids, torch.Tensor):

@@ -65,6 +65,15 @@ class FitNet(nn.Module):
     def forward(self, x):
         return self.out(self.body(self.norm(self.backbone(x))))
 
+    # MC dropout in two parts: the deterministic prefix once, the dropout + output
+    # layer per pass (uncertainty_scores uses these when a head has them). The
+    # passes draw the same dropout masks as calling forward T times.
+    def mc_prefix(self, x):
+        return self.body[1](self.body[0](self.norm(self.backbone(x))))
+
+    def mc_suffix(self, h):
+        return self.out(self.body[2](h))
+
 
 class SearchNet(nn.Module):
     """Per-sample strategy weights W(x) (softmax over K) and the loss-prediction head.

@@ -283,8 +283,13 @@ class _MCDropout:
         if self.head_dtype is not None and e.dtype != self.head_dtype:
             e = e.to(self.head_dtype)
         outs = []
+        # A head may split itself into a deterministic prefix, run once, and the
+        # stochastic part run per pass (``mc_prefix`` / ``mc_suffix``, as AutoAL's
+        # FitNet does): same outputs and dropout draws, T-1 fewer prefix passes.
+        split = hasattr(self.head, "mc_prefix") and hasattr(self.head, "mc_suffix")
+        state = self.head.mc_prefix(e) if split else None
         for _ in range(t):
-            y = self.head(e)
+            y = self.head.mc_suffix(state) if split else self.head(e)
             if not isinstance(y, torch.Tensor) or tuple(y.shape) != (e.shape[0], c):
                 got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
                 raise ValueError(
