@@ -179,41 +179,39 @@ static void unc_mc_rows(const float* x, int64_t sxt, int64_t sxn, int64_t n, int
     }
 }
 
-// At least 512 rows per thread.
-int pick_threads(int num_threads, int64_t n) { return threads_for(num_threads, n, 512); }
+// Runs fn(a, b) over contiguous row ranges [a, b), one per thread, with at
+// least 512 rows per thread.
+template <typename Fn>
+void for_row_ranges(int64_t n, int num_threads, Fn fn) {
+  const int nt = threads_for(num_threads, n, 512);
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) schedule(static)
+#endif
+  for (int t = 0; t < nt; ++t) fn(n * t / nt, n * (t + 1) / nt);
+}
 
 }  // namespace
 
 void uncertainty_logits(const float* z, int64_t stride, int64_t n, int64_t C,
                         float* ent, float* mar, float* lc, int32_t* flags,
                         int num_threads) {
-  const int nt = pick_threads(num_threads, n);
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(nt) schedule(static)
-#endif
-  for (int t = 0; t < nt; ++t) {
-    const int64_t a = n * t / nt, b = n * (t + 1) / nt;
+  for_row_ranges(n, num_threads, [&](int64_t a, int64_t b) {
     unc_logits_rows(z + a * stride, stride, b - a, C, ent + a, mar + a, lc + a,
                     flags + a);
-  }
+  });
 }
 
 void uncertainty_mc(const float* x, int64_t stride_t, int64_t stride_n,
                     int64_t n, int64_t C, int64_t T, float* var_ratio,
                     float* bald, float* mean_std, int32_t* flags,
                     int num_threads) {
-  const int nt = pick_threads(num_threads, n);
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(nt) schedule(static)
-#endif
-  for (int t = 0; t < nt; ++t) {
-    const int64_t a = n * t / nt, b = n * (t + 1) / nt;
+  for_row_ranges(n, num_threads, [&](int64_t a, int64_t b) {
     std::vector<float> scratch(static_cast<size_t>((T + 2) * C));
     std::vector<int64_t> args(static_cast<size_t>(T));
     unc_mc_rows(x + a * stride_n, stride_t, stride_n, b - a, C, T,
                 var_ratio + a, bald + a, mean_std + a, flags + a,
                 scratch.data(), args.data());
-  }
+  });
 }
 
 }  // namespace autoal_fast

@@ -259,9 +259,11 @@ if triton is not None:
             tl.store(ga_row + o, (d * (gv - corr)).to(GA.dtype.element_ty), mask=m)
 
 
-def _block_size(n: int) -> int:
-    """Power of two covering a row up to 4096; longer rows are looped over in 4096-blocks."""
-    return max(16, min(4096, 1 << max(0, (n - 1).bit_length())))
+def _launch(n: int) -> tuple[int, int]:
+    """(BLOCK, num_warps) for rows of n: a power of two covering a row up to 4096
+    (longer rows are looped over in 4096-blocks), 8 warps above 1024."""
+    block = max(16, min(4096, 1 << max(0, (n - 1).bit_length())))
+    return block, 4 if block <= 1024 else 8
 
 
 def _params(k: float, temperature: float, n: int, dtype: torch.dtype, device) -> torch.Tensor:
@@ -281,11 +283,11 @@ class _SoftTopKTriton(torch.autograd.Function):
         s = torch.empty((rows, n), dtype=acc, device=a.device)
         tau = torch.empty((rows,), dtype=acc, device=a.device)
         params = _params(k, temperature, n, acc, a.device)
-        block = _block_size(n)
+        block, warps = _launch(n)
         _softtopk_fwd_kernel[(rows,)](a2, s, tau, params, n, a2.stride(0), s.stride(0),
-                                      N_ITER=n_iter, BLOCK=block, num_warps=4 if block <= 1024 else 8)
+                                      N_ITER=n_iter, BLOCK=block, num_warps=warps)
         ctx.save_for_backward(s, params)
-        ctx.block = block
+        ctx.launch = (block, warps)
         ctx.in_dtype = a.dtype
         ctx.mark_non_differentiable(tau)
         return s.to(a.dtype), tau
@@ -297,7 +299,7 @@ class _SoftTopKTriton(torch.autograd.Function):
         rows, n = s.shape
         ga = torch.empty((rows, n), dtype=ctx.in_dtype, device=s.device)
         _softtopk_bwd_kernel[(rows,)](s, g, ga, params, n, s.stride(0), g.stride(0), ga.stride(0),
-                                      BLOCK=ctx.block, num_warps=4 if ctx.block <= 1024 else 8)
+                                      BLOCK=ctx.launch[0], num_warps=ctx.launch[1])
         return ga, None, None, None
 
 

@@ -12,14 +12,7 @@ from autoal_fast.strategies import PAPER_CANDIDATES, select
 FAST = dict(pretrain_steps=30, search_steps=40)
 UNC_NO_TIES = ("entropy", "margin", "bald", "mean_std")
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # small nets and small pools: one thread is several times faster on a loaded 2-core machine
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _outputs(n, C=5, D=16, T=6, seed=0, mc=True):

@@ -51,6 +51,15 @@ def shared_seed(seed, shard: D.Shard):
     return int(D.broadcast_from(mine, 0, (1,), torch.int64, shard.group)[0])
 
 
+def _global_argmax_of(values, shard: D.Shard) -> int:
+    """Global index of the largest of every rank's ``values`` (None on an empty
+    shard); ties go to the lower global index. One exchange."""
+    if values is None:
+        return D.global_argmax(float("-inf"), shard.offset, shard.group)[1]
+    j = int(torch.argmax(values))
+    return D.global_argmax(float(values[j]), shard.offset + j, shard.group)[1]
+
+
 def _owner(gi: int, shard: D.Shard) -> tuple[int, int]:
     r = D.owner_of(gi, shard)
     return r, gi - sum(shard.sizes[:r])
@@ -120,12 +129,7 @@ def _coreset(pool, k, labeled, shard):
             if t == 0 and first is not None:
                 gi = first
             else:
-                if n:
-                    j = int(torch.argmax(eng.mind))
-                    best = (float(eng.mind[j]), shard.offset + j)
-                else:
-                    best = (float("-inf"), shard.offset)
-                gi = D.global_argmax(*best, shard.group)[1]
+                gi = _global_argmax_of(eng.mind if n else None, shard)
             owner, li = _owner(gi, shard)
             mine = metric.vec(li) if owner == shard.rank else None
             c = D.broadcast_from(mine, owner, (d,), torch.float32, shard.group).to(dev)
@@ -205,12 +209,7 @@ def _badge(pool, k, seed, shard):
             )
         for t in range(k):
             if t == 0:
-                if n:
-                    j = int(torch.argmax(rows.g2))
-                    best = (float(rows.g2[j]), shard.offset + j)
-                else:
-                    best = (float("-inf"), shard.offset)
-                gi = D.global_argmax(*best, shard.group)[1]
+                gi = _global_argmax_of(rows.g2 if n else None, shard)
                 owner, li = _owner(gi, shard)
             else:
                 owner, li = _dist_d2_sample(eng.mind if n else None, gen, shard)

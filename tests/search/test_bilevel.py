@@ -11,13 +11,7 @@ from autoal_fast.search.nets import FitNet, SearchNet
 from autoal_fast.search.relax import aggregate, count_penalty, ranking_loss, soft_topk
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # small nets: one thread is several times faster than two on a loaded 2-core machine
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _task(seed=0, n=600, d=16, C=4, K=4, ratio=0.05):

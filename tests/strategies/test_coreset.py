@@ -11,21 +11,7 @@ import torch
 import autoal_fast as aaf
 from autoal_fast import _backend
 from autoal_fast.strategies import _greedy, coreset, select
-
-
-def clustered(n, d, n_clusters=20, latent=4, seed=0):
-    g = np.random.default_rng(seed)
-    cent = g.standard_normal((n_clusters, d)) * 3
-    lab = g.integers(0, n_clusters, n)
-    proj = g.standard_normal((latent, d)) / latent ** 0.5
-    x = cent[lab] + g.standard_normal((n, latent)) @ proj + 0.05 * g.standard_normal((n, d))
-    return x.astype(np.float32)
-
-
-def pool_of(x):
-    x = torch.as_tensor(x) if not isinstance(x, np.ndarray) else x
-    return aaf.PoolOutputs(np.zeros((x.shape[0], 2), np.float32) if isinstance(x, np.ndarray)
-                           else torch.zeros(x.shape[0], 2), x)
+from strategy_data import clustered, pool_of
 
 
 def check_greedy(x, picks, lab=None, rtol=1e-4):

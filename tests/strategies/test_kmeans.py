@@ -6,19 +6,11 @@ import torch
 import autoal_fast as aaf
 from autoal_fast import _backend
 from autoal_fast.strategies import _greedy, kmeans, select
+from strategy_data import clustered as _clustered, pool_of
 
 
-def clustered(n, d, n_clusters=25, latent=4, seed=0):
-    g = np.random.default_rng(seed)
-    cent = g.standard_normal((n_clusters, d)) * 3
-    lab = g.integers(0, n_clusters, n)
-    proj = g.standard_normal((latent, d)) / latent ** 0.5
-    x = cent[lab] + g.standard_normal((n, latent)) @ proj + 0.05 * g.standard_normal((n, d))
-    return x.astype(np.float32)
-
-
-def pool_of(x):
-    return aaf.PoolOutputs(torch.zeros(x.shape[0], 2), x)
+def clustered(n, d):
+    return _clustered(n, d, n_clusters=25)
 
 
 def cost(x, picks):
