@@ -310,6 +310,38 @@ if triton is not None:
         return m, z2, arg, rest, tsum, bad
 
     @triton.jit
+    def _one_block_stats(ptr, row_off, cols, C, stride_c, EVEN_C: tl.constexpr):
+        """The row statistics of ``_row_stats`` when every class fits one block,
+        in four reductions per row instead of seven: (max, argmax), the second
+        max, rest and tsum (standard reductions only: the interpreter runs a
+        custom combine function element by element). ``row_off`` holds in-range
+        row offsets (rows past N are clamped to N - 1 by the caller and their
+        results not stored), so only a ragged class tail is masked.
+
+        Non-finite inputs: ``e * d + z * 0`` is NaN exactly when z is NaN or
+        +-inf, so ``bad`` is ``tsum != tsum`` and costs no extra reduction.
+        ``d`` is clamped at -FLT_MAX so that finite rows spanning more than
+        FLT_MAX (z - m overflowing to -inf, e = 0) never make 0 * inf.
+        Also returns the tile e = exp(z - m) (0 on masked columns)."""
+        ptrs = ptr + row_off[:, None] + cols[None, :] * stride_c
+        if EVEN_C:
+            z = tl.load(ptrs).to(tl.float32)
+        else:
+            z = tl.load(ptrs, mask=(cols < C)[None, :], other=float("-inf")).to(tl.float32)
+        m, arg = tl.max(z, axis=1, return_indices=True, return_indices_tie_break_left=True)
+        is_top = cols[None, :] == arg[:, None]
+        z2 = tl.max(tl.where(is_top, float("-inf"), z), axis=1)
+        d = tl.maximum(z - m[:, None], -3.4028234663852886e38)
+        e = tl.exp(d)
+        ed = e * d + z * 0.0
+        if not EVEN_C:
+            ed = tl.where((cols < C)[None, :], ed, 0.0)
+        rest = tl.sum(tl.where(is_top, 0.0, e), axis=1)
+        tsum = tl.sum(ed, axis=1)
+        bad = (tsum != tsum).to(tl.int32)
+        return m, z2, arg, rest, tsum, bad, e
+
+    @triton.jit
     def _pick(tile, tcols, t):
         """Column t of a (BLOCK_N, BLOCK_T) tile."""
         return tl.sum(tl.where(tcols[None, :] == t, tile, 0), axis=1)
@@ -321,18 +353,26 @@ if triton is not None:
         stride_zn, stride_zc,
         stride_mt, stride_mn, stride_mc,
         stride_out,
-        DO_LOGITS: tl.constexpr, DO_MC: tl.constexpr, MC_ONE_BLOCK: tl.constexpr,
-        BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr,
+        DO_LOGITS: tl.constexpr, DO_MC: tl.constexpr, ONE_BLOCK: tl.constexpr, EVEN_C: tl.constexpr,
+        VEC: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr,
     ):
         pid = tl.program_id(0).to(tl.int64)
         rows = pid * BLOCK_N + tl.arange(0, BLOCK_N).to(tl.int64)
         row_ok = rows < N
+        # one-block path: rows past N read row N - 1 (never stored), so loads need no row mask
+        rows_ld = tl.minimum(rows, N - 1)
         cols0 = tl.arange(0, BLOCK_C)
         flags = tl.zeros([BLOCK_N], dtype=tl.int32)
 
         if DO_LOGITS:
-            m, z2, arg, rest, tsum, bad = _row_stats(
-                z_ptr, rows, row_ok, cols0, C, stride_zn, stride_zc, BLOCK_C, BLOCK_N)
+            if ONE_BLOCK:
+                # VEC: the host checked that row offsets are multiples of VEC elements,
+                # so VEC contiguous classes can be read as one vector load
+                z_off = tl.multiple_of(rows_ld * stride_zn, VEC)
+                m, z2, arg, rest, tsum, bad, _e = _one_block_stats(z_ptr, z_off, cols0, C, stride_zc, EVEN_C)
+            else:
+                m, z2, arg, rest, tsum, bad = _row_stats(
+                    z_ptr, rows, row_ok, cols0, C, stride_zn, stride_zc, BLOCK_C, BLOCK_N)
             s = rest + 1.0
             ent = _log1p(rest) - tsum / s
             margin = _expm1(tl.where(row_ok, z2 - m, 0.0)) / s
@@ -349,25 +389,19 @@ if triton is not None:
             bad_mc = tl.zeros([BLOCK_N], dtype=tl.int32)
             h_bar = tl.zeros([BLOCK_N], dtype=tl.float32)
             std_sum = tl.zeros([BLOCK_N], dtype=tl.float32)
-            if MC_ONE_BLOCK:
-                # All classes fit one block: a single read of mc.
+            if ONE_BLOCK:
+                # All classes fit one block: a single read of mc, two reductions per (row, t).
                 col_ok = cols0 < C
                 mean = tl.zeros([BLOCK_N, BLOCK_C], dtype=tl.float32)
                 m2 = tl.zeros([BLOCK_N, BLOCK_C], dtype=tl.float32)
+                x_off = tl.multiple_of(rows_ld * stride_mn, VEC)
                 xt_ptr = mc_ptr  # advanced by stride_mt per t: 64-bit pointer math, no int32 wrap
                 for t in range(0, T):
-                    z, b = _load_tile(xt_ptr, rows, cols0, row_ok, col_ok, stride_mn, stride_mc)
+                    mt, z2t, at, rest, tsum, b, e = _one_block_stats(xt_ptr, x_off, cols0, C, stride_mc, EVEN_C)
                     xt_ptr += stride_mt
                     bad_mc = tl.maximum(bad_mc, b)
-                    mt = tl.max(z, axis=1)
-                    at = tl.argmax(z, axis=1, tie_break_left=True)
-                    is_top = cols0[None, :] == at[:, None]
-                    d = z - mt[:, None]
-                    e = tl.exp(d)
-                    rest = tl.sum(tl.where(is_top, 0.0, e), axis=1)
                     s = rest + 1.0
-                    ed = tl.sum(tl.where(col_ok[None, :], e * d, 0.0), axis=1)
-                    h_sum += _log1p(rest) - ed / s
+                    h_sum += _log1p(rest) - tsum / s
                     args = tl.where(tcols[None, :] == t, at[:, None].to(tl.int32), args)
                     p = e / s[:, None]
                     delta = p - mean
@@ -436,28 +470,49 @@ def _next_pow2(x: int) -> int:
 def launch_config(n_classes: int, n_mc: int, do_mc: bool, **overrides) -> dict:
     """Block sizes and warps for one launch (the one place these rules live).
 
-    Tiles hold about ``TILE_ELEMS / 2`` elements; register counts from ptxas for sm_90,
-    float32: logits-only 4 x 1024 / 8 warps 97 regs, MC 2 x 1024 / 8 warps 80,
-    MC 16 x 128 well under 255. ``overrides`` (BLOCK_N, num_warps) are for
-    tuning runs such as benchmarks/gpu/uncertainty.py.
+    ``ONE_BLOCK`` (every class in one ``BLOCK_C`` block) takes the two-reduction
+    path of ``_one_block_stats``; wider rows loop over class blocks with the online
+    rescaling of ``_row_stats``. ``overrides`` (BLOCK_N, num_warps, ONE_BLOCK,
+    VEC) are for tuning runs such as benchmarks/gpu/uncertainty.py; ``VEC`` is
+    otherwise chosen per launch from the strides (see ``fused_scores_triton``).
+
+    Measured on an H200 (1M x 1000 fp32 logits-only, ms) with the looped path:
+    BLOCK_N=2 / 4 warps 2.88, 1/4 3.36, 4/4 3.65, 4/8 4.23, 8/8 5.68.
     """
     if n_classes < 1:
         raise ValueError(f"n_classes must be >= 1 (launch_config); got {n_classes}")
     block_c = min(_next_pow2(n_classes), MAX_BLOCK_C)
-    # Measured on an H200 (1M x 1000 fp32 logits-only sweep, ms): BLOCK_N=2 /
-    # 4 warps 2.88, 1/4 3.36, 4/4 3.65, 4/8 4.23, 8/8 5.68; so logits-only
-    # launches use half-size tiles and 4 warps, MC launches 8 warps.
     tile = TILE_ELEMS // 2
     block_n = max(1, min(64, tile // block_c))
     block_t = max(2, _next_pow2(max(1, n_mc)))
     num_warps = 8 if do_mc and block_n * block_c >= 2048 else 4
     cfg = dict(BLOCK_N=block_n, BLOCK_C=block_c, BLOCK_T=block_t,
-               MC_ONE_BLOCK=bool(do_mc and n_classes <= block_c), num_warps=num_warps)
-    unknown = set(overrides) - {"BLOCK_N", "num_warps"}
+               ONE_BLOCK=bool(n_classes <= block_c), num_warps=num_warps)
+    unknown = set(overrides) - {"BLOCK_N", "num_warps", "ONE_BLOCK", "VEC"}
     if unknown:
-        raise ValueError(f"launch_config overrides must be BLOCK_N or num_warps; got {sorted(unknown)}")
+        raise ValueError("launch_config overrides must be BLOCK_N, num_warps, ONE_BLOCK or VEC; "
+                         f"got {sorted(unknown)}")
+    if overrides.get("ONE_BLOCK") and n_classes > block_c:
+        raise ValueError(f"ONE_BLOCK=True needs n_classes <= {block_c} (launch_config); got {n_classes}")
     cfg.update(overrides)
     return cfg
+
+
+def _vec_width(tensors, row_dims, itemsize: int) -> int:
+    """Widest VEC (elements, at most 16 bytes) dividing every row stride and the
+    data pointer offset, with unit class stride; 1 otherwise."""
+    vec = max(1, 16 // itemsize)
+    while vec > 1:
+        ok = True
+        for a, dims in zip(tensors, row_dims):
+            if a.stride(-1) != 1 or a.data_ptr() % (vec * itemsize) != 0 \
+                    or any(a.stride(dim) % vec != 0 for dim in dims):
+                ok = False
+                break
+        if ok:
+            return vec
+        vec //= 2
+    return 1
 
 
 def fused_scores_triton(logits, mc_logits, do_logits: bool, do_mc: bool, **config):
@@ -483,11 +538,15 @@ def fused_scores_triton(logits, mc_logits, do_logits: bool, do_mc: bool, **confi
     x = mc_logits if do_mc else out.unsqueeze(0)
     sz = (z.stride(0), z.stride(1)) if do_logits else (0, 0)
     sx = (x.stride(0), x.stride(1), x.stride(2)) if do_mc else (0, 0, 0)
+    if "VEC" not in cfg:
+        used = [(a, dims) for a, dims, use in ((z, (0,), do_logits), (x, (0, 1), do_mc)) if use]
+        cfg["VEC"] = _vec_width([a for a, _ in used], [d for _, d in used], ref.element_size())
     grid = (triton.cdiv(n, cfg["BLOCK_N"]),)
     with _interpret_errstate(device):
         _uncertainty_kernel[grid](
             z, x, out, flags, n, c, t, sz[0], sz[1], sx[0], sx[1], sx[2], out.stride(0),
-            DO_LOGITS=bool(do_logits), DO_MC=bool(do_mc), MC_ONE_BLOCK=cfg["MC_ONE_BLOCK"],
+            DO_LOGITS=bool(do_logits), DO_MC=bool(do_mc), ONE_BLOCK=cfg["ONE_BLOCK"],
+            EVEN_C=c == cfg["BLOCK_C"], VEC=cfg["VEC"],
             BLOCK_N=cfg["BLOCK_N"], BLOCK_C=cfg["BLOCK_C"], BLOCK_T=cfg["BLOCK_T"],
             num_warps=cfg["num_warps"],
         )
@@ -505,12 +564,22 @@ def _pack(out, flags, do_logits, do_mc):
 
 def _interpret_errstate(device):
     """Under TRITON_INTERPRET=1 the kernel runs as numpy; rows holding NaN/inf
-    (which we flag, then reject) would make numpy warn, so silence that there."""
+    (which we flag, then reject) would make numpy warn (and argmax of an all-NaN
+    row raise a RuntimeWarning), so silence that there."""
     if torch.device(device).type == "cpu":
-        import numpy as np
-
-        return np.errstate(all="ignore")
+        return _quiet_numpy()
     return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _quiet_numpy():
+    import warnings
+
+    import numpy as np
+
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
+        yield
 
 
 # --------------------------------------------------------------------------

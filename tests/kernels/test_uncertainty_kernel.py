@@ -128,6 +128,63 @@ def test_triton_empty():
     assert flags.shape == (0,) and all(v.shape == (0,) for v in scores.values())
 
 
+@needs_triton
+@pytest.mark.parametrize("n,c,t", [(37, 2, 3), (50, 8, 5), (33, 1000, 4), (9, 1024, 2), (37, 1001, 3)])
+def test_triton_one_block_path_equals_looped_path(n, c, t):
+    # the two-reduction one-block path against the online-rescaling looped path
+    # (forced with ONE_BLOCK=False), and both against the float64 reference
+    z, x = make(n, c, t, torch.float32, seed=4)
+    fast, f1 = K.fused_scores_triton(z, x, True, True)
+    slow, f2 = K.fused_scores_triton(z, x, True, True, ONE_BLOCK=False)
+    assert f1.tolist() == f2.tolist() == [0] * n
+    check(fast, z, x)
+    check(slow, z, x)
+    for nm in K.SCORE_NAMES:
+        torch.testing.assert_close(fast[nm], slow[nm], rtol=1e-5, atol=1e-6)
+
+
+@needs_triton
+@pytest.mark.parametrize("vec", [1, 4])
+@pytest.mark.parametrize("block_n", [1, 4])
+def test_triton_launch_overrides_agree(vec, block_n):
+    # rows past N are clamped to N - 1 on load: BLOCK_N that does not divide n
+    z, x = make(10, 1000, 2, torch.float32, seed=5)
+    got, flags = K.fused_scores_triton(z, x, True, True, VEC=vec, BLOCK_N=block_n, num_warps=1)
+    assert flags.tolist() == [0] * 10
+    check(got, z, x)
+
+
+@needs_triton
+@pytest.mark.parametrize("c", [4, 1000, 1024])
+def test_triton_one_block_flags_every_nonfinite_kind(c):
+    # NaN, +inf (also as the row maximum), -inf, at the first/last class; and a
+    # finite row spanning more than FLT_MAX, which must not be flagged
+    z = torch.randn(8, c).to(DEVICE)
+    z[1, 0] = float("nan")
+    z[2, c - 1] = float("inf")
+    z[3, 0] = -float("inf")
+    z[4, ::2] = float("nan")  # (an all-NaN row is in the GPU check: the interpreter's argmax rejects it)
+    z[5, 1] = float("inf")
+    z[5, 2] = -float("inf")
+    z[6, 0], z[6, 1] = 3e38, -3e38
+    _, flags = K.fused_scores_triton(z, None, True, False)
+    assert flags.tolist() == [0, 1, 1, 1, 1, 1, 0, 0]
+    x = z.unsqueeze(0).repeat(2, 1, 1)
+    x[0] = torch.randn(8, c)
+    _, flags = K.fused_scores_triton(None, x, False, True)
+    assert flags.tolist() == [0, 2, 2, 2, 2, 2, 0, 0]
+
+
+def test_vec_width_rules():
+    a = torch.zeros(4, 1000)
+    assert K._vec_width([a], [(0,)], 4) == 4
+    assert K._vec_width([torch.zeros(4, 1001)], [(0,)], 4) == 1
+    assert K._vec_width([torch.zeros(4, 1000)[1:]], [(0,)], 4) == 4  # offset 4000 B
+    assert K._vec_width([torch.zeros(4, 1000).t()], [(0,)], 4) == 1  # class axis strided
+    assert K._vec_width([torch.zeros(4, 1000, dtype=torch.float16)], [(0,)], 2) == 8
+    assert K._vec_width([torch.zeros(3, 4, 1000), a], [(0, 1), (0,)], 4) == 4
+
+
 # ---------------------------------------------------- fused torch expression
 @pytest.mark.parametrize("n,c,t", SHAPES)
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -172,15 +229,17 @@ def test_fused_c_strided_halves_and_flags():
 
 def test_launch_config_rules():
     cfg = K.launch_config(1000, 10, True)
-    assert cfg["BLOCK_C"] == 1024 and cfg["MC_ONE_BLOCK"] and cfg["BLOCK_T"] == 16
-    assert K.launch_config(1001, 10, True)["MC_ONE_BLOCK"]  # 1001 <= 1024: one block
-    assert not K.launch_config(1025, 10, True)["MC_ONE_BLOCK"]  # two-phase MC path
+    assert cfg["BLOCK_C"] == 1024 and cfg["ONE_BLOCK"] and cfg["BLOCK_T"] == 16
+    assert K.launch_config(1001, 10, True)["ONE_BLOCK"]  # 1001 <= 1024: one block
+    assert not K.launch_config(1025, 10, True)["ONE_BLOCK"]  # two-phase MC path
     assert K.launch_config(2, 2, False)["BLOCK_C"] == 2
     assert K.launch_config(1000, 1, False, BLOCK_N=1)["BLOCK_N"] == 1
     with pytest.raises(ValueError, match="overrides"):
         K.launch_config(10, 2, False, BLOCK_C=4)
     with pytest.raises(ValueError, match="n_classes"):
         K.launch_config(0, 2, False)
+    with pytest.raises(ValueError, match="ONE_BLOCK"):
+        K.launch_config(3000, 2, False, ONE_BLOCK=True)
 
 
 # ------------------------------------------ the interpreter run, from plain CPU
