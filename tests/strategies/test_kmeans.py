@@ -99,3 +99,57 @@ def test_memmap_pool(tmp_path, monkeypatch):
     a = select("kmeans", aaf.PoolOutputs(np.zeros((3000, 2), np.float32), e), 25, seed=1)
     b = select("kmeans", pool_of(torch.from_numpy(x)), 25, seed=1)
     assert torch.equal(a, b)
+
+
+# ------------------------------------------- device-resident k-means++ (CUDA path)
+def potential(x, centres):
+    x = torch.as_tensor(x).double()
+    return float(torch.cdist(x, centres.double()).min(1).values.pow(2).sum())
+
+
+def test_device_init_same_quality_as_host_init():
+    """kmeanspp_rows_device (the CUDA init, run eagerly here) draws candidates by
+    inverse CDF instead of multinomial: same procedure, other draws. Its seeding
+    potential, averaged over seeds, matches the host loop's within 10%, and its
+    centres are distinct rows of x."""
+    x = torch.as_tensor(clustered(3000, 16), dtype=torch.float32)
+    host, dev = [], []
+    for seed in range(4):
+        c_dev = kmeans.kmeanspp_rows_device(x, 60, _greedy.make_generator(seed), use_graphs=False)
+        c_host = kmeans.kmeanspp_rows(x, 60, _greedy.make_generator(seed))
+        exact = (x[None] - c_dev[:, None]).pow(2).sum(-1).amin(1)  # difference form: 0 for a row of x
+        assert bool((exact == 0).all()) and torch.unique(c_dev, dim=0).shape[0] == 60
+        dev.append(potential(x, c_dev))
+        host.append(potential(x, c_host))
+    assert np.mean(dev) <= 1.1 * np.mean(host), (dev, host)
+    again = kmeans.kmeanspp_rows_device(x, 60, _greedy.make_generator(3), use_graphs=False)
+    assert torch.equal(again, c_dev)
+
+
+def test_device_init_with_fewer_distinct_points_than_k():
+    # 5 distinct points, k = 8: after all 5 are centres the weights are all 0 and
+    # the draw becomes uniform over the unchosen (duplicate) points, as on the host
+    base = torch.randn(5, 3)
+    x = base.repeat(4, 1)
+    c = kmeans.kmeanspp_rows_device(x, 8, _greedy.make_generator(0), use_graphs=False)
+    assert torch.unique(c[:5], dim=0).shape[0] == 5
+    assert bool(torch.isfinite(c).all())
+
+
+def test_select_with_device_init_close_to_sklearn(monkeypatch):
+    # the whole kmeans strategy with the device init (as on CUDA), torch Lloyd
+    sklearn = pytest.importorskip("sklearn.cluster")
+    monkeypatch.setattr(_backend, "faiss_module", lambda: None)
+    monkeypatch.setattr(kmeans, "kmeanspp_rows",
+                        lambda xs, k, gen: kmeans.kmeanspp_rows_device(xs, k, gen, use_graphs=False))
+    x = clustered(3000, 16)
+    ours, ref = [], []
+    for seed in range(3):
+        picks = select("kmeans", pool_of(x), 30, seed=seed).numpy()
+        assert len(set(picks.tolist())) == 30
+        ours.append(cost(x, picks))
+        km = sklearn.KMeans(30, n_init=1, random_state=seed).fit(x)
+        snapped = kmeans.nearest_unique(torch.as_tensor(x, dtype=torch.float32),
+                                        torch.as_tensor(km.cluster_centers_, dtype=torch.float32)).numpy()
+        ref.append(cost(x, snapped))
+    assert np.mean(ours) <= 1.1 * np.mean(ref), (ours, ref)
