@@ -86,6 +86,12 @@ def kmeanspp_rows(xs: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tenso
     """
     if xs.device.type == "cuda":
         return kmeanspp_rows_device(xs, k, gen)
+    return kmeanspp_rows_host(xs, k, gen)
+
+
+def kmeanspp_rows_host(xs: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
+    """The host-driven loop of ``kmeanspp_rows`` (multinomial draws from ``gen``),
+    on any device: CPU rows use it; on CUDA it is the baseline of the device loop."""
     x = xs
     s, d = xs.shape
     n_trials = 2 + int(np.log(k))

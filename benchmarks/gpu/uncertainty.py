@@ -53,31 +53,46 @@ def _check(res: dict) -> bool:
     for n, c, t, dt in cases:
         z = (torch.randn(n, c, device="cuda", generator=g) * 3).to(dt)
         x = (torch.randn(t, n, c, device="cuda", generator=g) * 3).to(dt)
-        got, flags = K.fused_scores_triton(z, x, True, True)
         ref = K.reference_scores(z, x, dtype=torch.float64)
-        errs, worst = {}, {}
-        ok = int(flags.abs().sum()) == 0
-        for nm in K.SCORE_NAMES:
-            d = (got[nm].double() - ref[nm]).abs()
-            tol = 1e-4 * ref[nm].abs() + (2e-6 if nm == "bald" else 1e-6)
-            errs[nm] = float((d / (ref[nm].abs() + 1e-6)).max())
-            ok_nm = bool((d <= tol).all())
-            ok = ok and ok_nm
-            if not ok_nm:  # the worst offender, to see what went wrong
-                i = int((d - tol).argmax())
-                worst[nm] = {"row": i, "abs_err": float(d[i]), "ref": float(ref[nm][i]),
-                             "got": float(got[nm][i]), "n_bad": int((d > tol).sum()),
-                             "logits": z[i].float().tolist()[:8],
-                             "mc_logits": x[:, i].float().tolist()[:4]}
-        res[f"check_{n}x{c}_T{t}_{str(dt).split('.')[-1]}"] = {"ok": ok, "max_rel_err": errs,
-                                                                "flags_set": int((flags != 0).sum()),
-                                                                "worst": worst}
-        ok_all = ok_all and ok
+        for path, over in (("", {}), ("_looped", {"ONE_BLOCK": False})):
+            if over and c > K.MAX_BLOCK_C:
+                continue
+            got, flags = K.fused_scores_triton(z, x, True, True, **over)
+            errs, worst = {}, {}
+            ok = int(flags.abs().sum()) == 0
+            for nm in K.SCORE_NAMES:
+                d = (got[nm].double() - ref[nm]).abs()
+                tol = 1e-4 * ref[nm].abs() + (2e-6 if nm == "bald" else 1e-6)
+                errs[nm] = float((d / (ref[nm].abs() + 1e-6)).max())
+                ok_nm = bool((d <= tol).all())
+                ok = ok and ok_nm
+                if not ok_nm:  # the worst offender, to see what went wrong
+                    i = int((d - tol).argmax())
+                    worst[nm] = {"row": i, "abs_err": float(d[i]), "ref": float(ref[nm][i]),
+                                 "got": float(got[nm][i]), "n_bad": int((d > tol).sum()),
+                                 "logits": z[i].float().tolist()[:8],
+                                 "mc_logits": x[:, i].float().tolist()[:4]}
+            res[f"check_{n}x{c}_T{t}_{str(dt).split('.')[-1]}{path}"] = {
+                "ok": ok, "max_rel_err": errs, "flags_set": int((flags != 0).sum()), "worst": worst}
+            ok_all = ok_all and ok
     # NaN/inf flags
-    z = torch.randn(64, 1000, device="cuda")
-    z[7, 999] = float("nan")
-    _, flags = K.fused_scores_triton(z, None, True, False)
-    ok = flags.nonzero().flatten().tolist() == [7]
+    ok = True
+    for c in (1000, 1024):
+        z = torch.randn(64, c, device="cuda")
+        z[7, c - 1] = float("nan")
+        z[8, :] = float("nan")
+        z[9, 0] = float("inf")
+        z[10, 3] = -float("inf")
+        z[11, 5], z[11, 6] = float("inf"), -float("inf")
+        z[12, 0], z[12, 1] = 3e38, -3e38  # finite: not flagged
+        want = [7, 8, 9, 10, 11]
+        for over in ({}, {"ONE_BLOCK": False}):
+            _, flags = K.fused_scores_triton(z, None, True, False, **over)
+            got = flags.nonzero().flatten().tolist()
+            _, flags_mc = K.fused_scores_triton(None, z.unsqueeze(0).expand(2, -1, -1), False, True, **over)
+            got_mc = flags_mc.nonzero().flatten().tolist()
+            res[f"check_nan_flag_C{c}{'_looped' if over else ''}"] = {"logits": got, "mc": got_mc}
+            ok = ok and got == want and got_mc == want
     res["check_nan_flag"] = ok
     return ok_all and ok
 
@@ -114,15 +129,29 @@ def run(out: dict) -> dict:
             entry["ratio_to_floor"] = ms / entry["floor_ms"]
         res[f"logits_1Mx1000_{label}"] = entry
     del z
-    sweep = {}
-    for bn in (1, 2, 4, 8):
-        for nw in (4, 8):
-            try:
-                sweep[f"BLOCK_N={bn},warps={nw}"] = _bench_ms(
-                    lambda: K.fused_scores_triton(z32, None, True, False, BLOCK_N=bn, num_warps=nw))
-            except Exception as exc:  # noqa: BLE001 - e.g. out of registers/shared memory
-                sweep[f"BLOCK_N={bn},warps={nw}"] = repr(exc)[:200]
-    res["logits_1Mx1000_fp32_sweep_ms"] = sweep
+    # the previous kernel (looped path, its tuned launch) in the same run
+    z16 = z32.to(torch.bfloat16)
+    for label, z in (("fp32", z32), ("bf16", z16)):
+        res[f"logits_1Mx1000_{label}_looped_baseline_ms"] = _bench_ms(
+            lambda: K.fused_scores_triton(z, None, True, False, ONE_BLOCK=False, BLOCK_N=2, num_warps=4))
+    for label, z in (("fp32", z32), ("bf16", z16)):
+        sweep = {}
+        for bn in (1, 2, 4, 8):
+            for nw in (1, 2, 4, 8):
+                try:
+                    sweep[f"BLOCK_N={bn},warps={nw}"] = _bench_ms(
+                        lambda: K.fused_scores_triton(z, None, True, False, BLOCK_N=bn, num_warps=nw))
+                except Exception as exc:  # noqa: BLE001 - e.g. out of registers/shared memory
+                    sweep[f"BLOCK_N={bn},warps={nw}"] = repr(exc)[:200]
+        for over in ({"VEC": 1, "BLOCK_N": 1, "num_warps": 1}, {"VEC": 1, "BLOCK_N": 2, "num_warps": 4}):
+            sweep[",".join(f"{k}={v}" for k, v in over.items())] = _bench_ms(
+                lambda: K.fused_scores_triton(z, None, True, False, **over))
+        res[f"logits_1Mx1000_{label}_sweep_ms"] = sweep
+        best = min((v, k) for k, v in sweep.items() if isinstance(v, float))
+        nbytes = n * c * z.element_size() + 16 * n
+        res[f"logits_1Mx1000_{label}_best"] = {"config": best[1], "ms": best[0],
+                                               "ratio_to_floor": best[0] / (nbytes / bw * 1e3) if bw else None}
+    del z16
     res["default_config"] = K.launch_config(c, 1, False)
 
     # eager torch, one score at a time (the three logit scores)
@@ -161,6 +190,20 @@ def run(out: dict) -> dict:
         entry["floor_ms"] = nbytes / bw * 1e3
         entry["ratio_to_floor"] = ms / entry["floor_ms"]
     res[f"six_{n // 1000}kx{c}_T{t}_fp32"] = entry
+    res[f"six_{n // 1000}kx{c}_T{t}_fp32_looped_baseline_ms"] = _bench_ms(
+        lambda: K.fused_scores_triton(z, x, True, True, ONE_BLOCK=False, BLOCK_N=2, num_warps=8))
+    sweep = {}
+    for bn in (1, 2, 4):
+        for nw in (1, 2, 4, 8):
+            try:
+                sweep[f"BLOCK_N={bn},warps={nw}"] = _bench_ms(
+                    lambda: K.fused_scores_triton(z, x, True, True, BLOCK_N=bn, num_warps=nw))
+            except Exception as exc:  # noqa: BLE001
+                sweep[f"BLOCK_N={bn},warps={nw}"] = repr(exc)[:200]
+    res[f"six_{n // 1000}kx{c}_T{t}_fp32_sweep_ms"] = sweep
+    best = min((v, k) for k, v in sweep.items() if isinstance(v, float))
+    res[f"six_{n // 1000}kx{c}_T{t}_fp32_best"] = {"config": best[1], "ms": best[0],
+                                                    "ratio_to_floor": best[0] / (nbytes / bw * 1e3) if bw else None}
     try:
         res[f"six_{n // 1000}kx{c}_T{t}_fp32_eager_one_by_one_ms"] = _bench_ms(lambda: K.reference_scores(z, x))
     except torch.cuda.OutOfMemoryError as exc:
