@@ -140,5 +140,7 @@ def min_dist_update(x, idx, c, mind, assign, cid, dist_out=None):
             HAS_IDX=idx is not None, HAS_DIST=dist_out is not None,
             BLOCK_M=block_m, BLOCK_D=block_d,
         )
-    j = torch.argmax(pmax)
-    return pmax[j], parg[j]
+    # gather, not pmax[j]: indexing with a 0-d tensor calls .item(), a host sync
+    # (which also breaks CUDA graph capture of a step)
+    j = torch.argmax(pmax).view(1)
+    return pmax.gather(0, j).view(()), parg.gather(0, j).view(())

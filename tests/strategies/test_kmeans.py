@@ -153,3 +153,13 @@ def test_select_with_device_init_close_to_sklearn(monkeypatch):
                                         torch.as_tensor(km.cluster_centers_, dtype=torch.float32)).numpy()
         ref.append(cost(x, snapped))
     assert np.mean(ours) <= 1.1 * np.mean(ref), (ours, ref)
+
+
+def test_device_init_steps_never_sync():
+    # a host sync (.item(), int(tensor), tensor[0-d tensor]) per step would stall a
+    # GPU and break CUDA graph capture: the profiler counts aten::item calls
+    x = torch.as_tensor(clustered(500, 8), dtype=torch.float32)
+    with torch.autograd.profiler.profile() as prof:
+        kmeans.kmeanspp_rows_device(x, 40, _greedy.make_generator(0), use_graphs=False)
+    items = sum(1 for e in prof.function_events if e.name == "aten::item")
+    assert items <= 1, items  # the first centre's index only
