@@ -66,21 +66,55 @@ py::tuple topk(const py::array& arr, int64_t k, bool largest,
       "x must be float32 or float64 (the Python layer widens float16/bfloat16)");
 }
 
-// x: float32 2-D with unit stride along features (rows may be strided, e.g. a
-// memmap slice); idx: None or int64 1-D; c: float32 (d,); mind: float32 (n,)
-// writable; assign: int32 (n,) writable. Checked here, trusted in C++.
+// Which row format x holds: float32, float16, or (bfloat16=true) bfloat16 bit
+// patterns in an int16/uint16 array (numpy has no bfloat16; a torch bfloat16
+// tensor viewed as int16 gives one without a copy).
+enum class RowFormat { f32, f16, bf16 };
+
+RowFormat row_format(const py::array& x, bool bfloat16) {
+  const uint16_t one = 1;
+  const bool little = *reinterpret_cast<const unsigned char*>(&one) == 1;
+  if (x.dtype().byteorder() == (little ? '>' : '<')) {
+    throw std::invalid_argument("x must be in native byte order");
+  }
+  const char kind = x.dtype().kind();
+  const auto size = x.itemsize();
+  if (bfloat16) {
+    if ((kind == 'i' || kind == 'u') && size == 2) return RowFormat::bf16;
+    throw std::invalid_argument(
+        "with bfloat16=True, x must be an int16/uint16 array of bfloat16 bit patterns");
+  }
+  if (kind == 'f' && size == 4) return RowFormat::f32;
+  if (kind == 'f' && size == 2) return RowFormat::f16;
+  throw std::invalid_argument(
+      "x must be a 2-D float32 or float16 array (or bfloat16 bits with bfloat16=True)");
+}
+
+template <typename T>
+void min_dist_update_typed(const void* x, int64_t ld, int64_t d, const int64_t* idx,
+                           int64_t m, const float* c, float* mind, int32_t* assign,
+                           int32_t cid, float* dist_out, int num_threads) {
+  py::gil_scoped_release release;
+  autoal_fast::min_dist_update(static_cast<const T*>(x), ld, d, idx, m, c, mind, assign,
+                               cid, dist_out, num_threads);
+}
+
+// x: float32 / float16 / bfloat16-bits 2-D with unit stride along features
+// (rows may be strided, e.g. a memmap slice; never copied); idx: None or int64
+// 1-D; c: float32 (d,); mind: float32 (n,) writable; assign: int32 (n,)
+// writable. Checked here, trusted in C++.
 void min_dist_update(const py::array& x, const py::object& idx_obj,
                      const py::array& c, py::array& mind, py::array& assign,
-                     int32_t cid, py::object dist_out_obj, int num_threads) {
-  if (!py::isinstance<py::array_t<float>>(x) || x.ndim() != 2) {
-    throw std::invalid_argument("x must be a 2-D float32 array");
-  }
-  if (x.strides(1) != static_cast<py::ssize_t>(sizeof(float)) ||
-      x.strides(0) % static_cast<py::ssize_t>(sizeof(float)) != 0) {
+                     int32_t cid, py::object dist_out_obj, int num_threads,
+                     bool bfloat16) {
+  if (x.ndim() != 2) throw std::invalid_argument("x must be a 2-D array");
+  const RowFormat fmt = row_format(x, bfloat16);
+  const auto es = static_cast<py::ssize_t>(x.itemsize());
+  if (x.strides(1) != es || x.strides(0) % es != 0) {
     throw std::invalid_argument("x must have unit stride along features");
   }
   const int64_t n = x.shape(0), d = x.shape(1);
-  const int64_t ld = x.strides(0) / static_cast<py::ssize_t>(sizeof(float));
+  const int64_t ld = x.strides(0) / es;
   auto check_vec = [](const py::array& a, const char* name, int64_t len,
                       bool writable) {
     if (a.ndim() != 1 || a.shape(0) != len ||
@@ -126,15 +160,13 @@ void min_dist_update(const py::array& x, const py::object& idx_obj,
     check_vec(dist_arr, "dist_out", m, true);
     dist_out = static_cast<float*>(dist_arr.mutable_data());
   }
-  const float* xp = static_cast<const float*>(x.data());
   const float* cp = static_cast<const float*>(c.data());
   float* mp = static_cast<float*>(mind.mutable_data());
   int32_t* ap = static_cast<int32_t*>(assign.mutable_data());
-  {
-    py::gil_scoped_release release;
-    autoal_fast::min_dist_update(xp, ld, d, idx, m, cp, mp, ap, cid, dist_out,
-                                 num_threads);
-  }
+  auto* step = fmt == RowFormat::f32   ? &min_dist_update_typed<float>
+               : fmt == RowFormat::f16 ? &min_dist_update_typed<autoal_fast::Half>
+                                       : &min_dist_update_typed<autoal_fast::BFloat16>;
+  step(x.data(), ld, d, idx, m, cp, mp, ap, cid, dist_out, num_threads);
 }
 
 // Row-strided float32 matrix view: unit stride along the last axis.
@@ -228,11 +260,15 @@ PYBIND11_MODULE(_C, m) {
   m.def("min_dist_update", &min_dist_update, py::arg("x"), py::arg("idx"),
         py::arg("c"), py::arg("mind"), py::arg("assign"), py::arg("cid"),
         py::arg("dist_out") = py::none(), py::arg("num_threads") = 0,
+        py::arg("bfloat16") = false,
         "Fused k-center step on CPU: for rows i of x (all, or those in idx),\n"
         "d = ||x_i - c|| (difference form, float32); where mind[i] >= 0 and\n"
         "d < mind[i], set mind[i] = d and assign[i] = cid. In place; optional\n"
-        "dist_out receives every row's distance. Raises ValueError on bad\n"
-        "dtypes, shapes or row ids.");
+        "dist_out receives every row's distance. x is float32 or float16 (read\n"
+        "in place, widened per element), or with bfloat16=True an int16/uint16\n"
+        "array of bfloat16 bit patterns. Raises ValueError on bad dtypes,\n"
+        "shapes or row ids.");
+  m.attr("min_dist_row_types") = py::make_tuple("float32", "float16", "bfloat16");
   m.def("uncertainty_logits", &uncertainty_logits, py::arg("logits"),
         py::arg("entropy"), py::arg("margin"), py::arg("least_confidence"),
         py::arg("flags"), py::arg("num_threads") = 0,

@@ -128,12 +128,33 @@ def d2_sample(mind: torch.Tensor, gen) -> int:
 
 
 # --------------------------------------------------------------------------- metrics
+#: Row dtypes the C++ step reads in place: the extension's name for each, and the
+#: dtype of the numpy view it is given (numpy has no bfloat16: those rows go as
+#: their int16 bit patterns).
+_CPP_ROWS = {torch.float32: ("float32", None), torch.float16: ("float16", None),
+             torch.bfloat16: ("bfloat16", torch.int16)}
+
+
+def cpp_rows(x: torch.Tensor, ext):
+    """(numpy view of x, bfloat16 flag) for the C++ step, or None when it cannot
+    read x in place (device, dtype, feature stride, or an extension built
+    before it read that dtype). Never copies x."""
+    if ext is None or x.device.type != "cpu" or x.dtype not in _CPP_ROWS or x.stride(1) != 1:
+        return None
+    name, view = _CPP_ROWS[x.dtype]
+    if name not in getattr(ext, "min_dist_row_types", ("float32",)):
+        return None
+    return (x if view is None else x.view(view)).numpy(), x.dtype == torch.bfloat16
+
+
 class EuclideanRows:
     """Exact Euclidean distances between rows of x (n, d) and a centre, float32.
 
     Backend: Triton kernel on CUDA (or under TRITON_INTERPRET=1), the C++ step
-    (autoal_fast._C) for float32 CPU rows with unit feature stride, the torch
-    reference otherwise. ``backend`` names the one in use.
+    (autoal_fast._C) for float32 / float16 / bfloat16 CPU rows with unit feature
+    stride (16-bit rows are widened per element as they are read; the pool,
+    e.g. a float16 memmap, is never copied), the torch reference otherwise.
+    ``backend`` names the one in use.
     """
 
     def __init__(self, x: torch.Tensor):
@@ -147,11 +168,10 @@ class EuclideanRows:
         self._C = None
         if _backend.use_triton(self.device) and kd.HAS_TRITON:
             self.backend = "triton"
-        elif self.device.type == "cpu" and x.dtype == torch.float32 and x.stride(1) == 1 \
-                and load_ext() is not None:
+        elif (rows := cpp_rows(x, load_ext())) is not None:
             self.backend = "cpp"
             self._C = load_ext()
-            self._xn = x.numpy()
+            self._xn, self._bf16 = rows
         else:
             self.backend = "torch"
 
@@ -165,7 +185,8 @@ class EuclideanRows:
         if self.backend == "cpp":
             self._C.min_dist_update(self._xn, None if idx is None else idx.numpy(), c.numpy(),
                                     mind.numpy(), assign.numpy(), int(cid),
-                                    None if dist_out is None else dist_out.numpy(), nt)
+                                    None if dist_out is None else dist_out.numpy(), nt,
+                                    bfloat16=self._bf16)
         elif self.backend == "triton":
             self._kd.min_dist_update(self.x, idx, c, mind, assign, cid, dist_out)
         elif self.device.type == "cpu":

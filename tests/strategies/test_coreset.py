@@ -98,12 +98,13 @@ def test_duplicates_and_labeled_duplicates():
     check_greedy(x, picks.tolist(), lab)
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
-def test_other_dtypes_use_torch_path(dtype):
+@pytest.mark.parametrize("dtype,backend", [(torch.float16, "cpp"), (torch.bfloat16, "cpp"),
+                                           (torch.float64, "torch")])
+def test_other_dtypes(dtype, backend):
     x = torch.from_numpy(clustered(600, 16)).to(dtype)
     lab = x[:5].clone()
     picks = select("coreset", pool_of(x[5:]), 50, labeled=pool_of(lab))
-    assert _backend.last_used["coreset"] == "torch"
+    assert _backend.last_used["coreset"] == backend
     check_greedy(x[5:].double().numpy(), picks.tolist(), lab.double().numpy())
 
 
@@ -149,6 +150,153 @@ def test_cpp_step_matches_reference():
     torch.testing.assert_close(dist, (x[idx] - c).norm(dim=1), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="idx"):
         _C.min_dist_update(x.numpy(), np.array([5000]), c.numpy(), mind.numpy(), assign.numpy(), 1)
+
+
+# ------------------------------------------------------------- 16-bit rows in the C++ step
+def step16(x16, idx, c, mind, assign, cid, dist_out=None):
+    """The C++ step on a float16 numpy array or a bfloat16 tensor (as its int16 bits)."""
+    from autoal_fast import _C
+
+    bf = isinstance(x16, torch.Tensor)
+    xn = x16.view(torch.int16).numpy() if bf else x16
+    _C.min_dist_update(xn, idx, c, mind, assign, cid, dist_out, bfloat16=bf)
+
+
+def reference_step64(x64, idx, c, mind, assign, cid):
+    """float64 numpy reference of the step (x already upcast); returns the distances."""
+    rows = np.arange(len(x64)) if idx is None else idx
+    dist = np.sqrt(((x64[rows] - c.astype(np.float64)) ** 2).sum(1))
+    old = mind[rows].astype(np.float64)
+    upd = (old >= 0) & (dist < old)
+    mind[rows[upd]] = dist[upd]
+    assign[rows[upd]] = cid
+    return dist
+
+
+@pytest.mark.parametrize("n,d", [(1, 1), (40, 5), (300, 16), (513, 77), (257, 512), (130, 515),
+                                 (64, 1000)])
+@pytest.mark.parametrize("rows", ["all", "subset", "empty"])
+@pytest.mark.parametrize("fmt", ["float16", "bfloat16"])
+def test_cpp_step_16bit_matches_float64_reference(n, d, rows, fmt):
+    from autoal_fast import _C
+
+    g = np.random.default_rng(n * 1000 + d)
+
+    def to16(a):  # float16 numpy array, or bfloat16 tensor
+        return a.astype(np.float16) if fmt == "float16" else torch.from_numpy(a).bfloat16()
+
+    def up64(a16):
+        return a16.astype(np.float64) if fmt == "float16" else a16.double().numpy()
+
+    c = up64(to16(g.standard_normal(d).astype(np.float32))).astype(np.float32)  # representable
+    x = g.standard_normal((n, d)).astype(np.float32) * 2
+    ids = np.arange(n)
+    chosen = ids % 7 == 0  # mind < 0: left alone
+    tie = (ids % 9 == 4) & ~chosen
+    if d >= 2:  # exact ties: rows at distance exactly 5 (3-4-5), mind exactly 5: no update
+        c[:2] = np.round(c[:2])
+        x[tie] = c
+        x[tie, :2] += np.array([3.0, 4.0], np.float32)
+    else:
+        tie[:] = False
+    x16 = to16(x)
+    x64 = up64(x16)
+    mind = (g.random(n) * 3 * d ** 0.5).astype(np.float32)
+    mind[chosen] = -1.0
+    mind[tie] = 5.0
+    assign = g.integers(0, 4, n).astype(np.int32)
+    idx = {"all": None, "subset": np.sort(g.choice(n, (n + 1) // 2, replace=False)).astype(np.int64),
+           "empty": np.empty(0, np.int64)}[rows]
+    visited = ids if idx is None else idx
+    mind_in, assign_in = mind.copy(), assign.copy()
+    mind64, assign64 = mind.copy(), assign.copy()
+    dist = np.full(len(visited), np.nan, np.float32)
+    step16(x16, idx, c, mind, assign, 9, dist)
+    ref = reference_step64(x64, idx, c, mind64, assign64, 9)
+    np.testing.assert_allclose(dist, ref, rtol=2e-6, atol=1e-6)
+    np.testing.assert_allclose(mind, mind64, rtol=2e-6, atol=1e-6)
+    assert (mind[chosen] == -1.0).all() and (assign[chosen] == assign_in[chosen]).all()
+    assert (mind[tie] == 5.0).all() and (assign[tie] == assign_in[tie]).all()
+    assert (dist[tie[visited]] == 5.0).all()
+    # the update decision matches float64 except where float32 rounding could flip it
+    near = np.zeros(n, bool)
+    near[visited] = np.abs(ref - mind_in[visited]) <= 1e-5 * np.abs(ref)
+    near[tie] = False  # exact ties are decided exactly
+    np.testing.assert_array_equal(assign[~near], assign64[~near])
+    # bit-for-bit the float32 path on the upcast rows
+    m32, a32 = mind_in.copy(), assign_in.copy()
+    dist32 = np.full(len(visited), np.nan, np.float32)
+    _C.min_dist_update(x64.astype(np.float32), idx, c, m32, a32, 9, dist32)
+    assert np.array_equal(dist, dist32) and np.array_equal(mind, m32) and np.array_equal(assign, a32)
+
+
+def test_cpp_step_widens_every_float16_value_exactly():
+    from autoal_fast import _C
+
+    v = np.arange(1 << 16, dtype=np.uint16).view(np.float16).reshape(-1, 1)
+    for cv in (0.0, -3.5, 1000.0):  # two centres pin the value down, sign included
+        c = np.array([cv], np.float32)
+        out = []
+        for x in (v, v.astype(np.float32)):
+            mind, assign = np.full(len(v), np.inf, np.float32), np.zeros(len(v), np.int32)
+            dist = np.empty(len(v), np.float32)
+            _C.min_dist_update(x, None, c, mind, assign, 1, dist)
+            out.append(dist)
+        assert np.array_equal(out[0], out[1], equal_nan=True), cv
+
+
+def test_cpp_step_row_format_errors():
+    from autoal_fast import _C
+
+    mind, assign, c = np.zeros(4, np.float32), np.zeros(4, np.int32), np.zeros(3, np.float32)
+    with pytest.raises(ValueError, match="float32 or float16"):
+        _C.min_dist_update(np.zeros((4, 3)), None, c, mind, assign, 0)
+    with pytest.raises(ValueError, match="float32 or float16"):
+        _C.min_dist_update(np.zeros((4, 3), np.int16), None, c, mind, assign, 0)
+    with pytest.raises(ValueError, match="bfloat16=True"):
+        _C.min_dist_update(np.zeros((4, 3), np.float16), None, c, mind, assign, 0, bfloat16=True)
+    with pytest.raises(ValueError, match="unit stride"):
+        _C.min_dist_update(np.zeros((3, 4), np.float16).T, None, c, mind, assign, 0)
+    with pytest.raises(ValueError, match="byte order"):
+        _C.min_dist_update(np.zeros((4, 3), ">f2"), None, c, mind, assign, 0)
+
+
+def torch_path_picks(monkeypatch, pool, k, labeled=None):
+    """Picks with the C++ step unavailable (the torch reference step)."""
+    with monkeypatch.context() as mp:
+        mp.setattr(_greedy, "load_ext", lambda: None)
+        picks = select("coreset", pool, k, labeled=labeled)
+    assert _backend.last_used["coreset"] == "torch"
+    return picks
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("n,d,nl,k", [(2000, 77, 30, 150), (4000, 128, 0, 200)])
+def test_16bit_pool_cpp_picks_equal_torch_path(monkeypatch, dtype, n, d, nl, k):
+    g = torch.Generator().manual_seed(d)
+    x = torch.randn(n + nl, d, generator=g).to(dtype)
+    pool = pool_of(x[:n])
+    lab = pool_of(x[n:]) if nl else None
+    a = select("coreset", pool, k, labeled=lab)
+    assert _backend.last_used["coreset"] == "cpp"
+    b = torch_path_picks(monkeypatch, pool, k, lab)
+    assert torch.equal(a, b)
+
+
+def test_float16_memmap_pool_read_in_place(tmp_path, monkeypatch):
+    x = np.random.default_rng(3).standard_normal((3000, 40)).astype(np.float16)
+    np.save(tmp_path / "e.npy", x)
+    e = np.load(tmp_path / "e.npy", mmap_mode="r")
+    pool = aaf.PoolOutputs(np.zeros((3000, 2), np.float32), e)
+    metric = _greedy.EuclideanRows(pool.embeddings)
+    assert metric.backend == "cpp" and np.shares_memory(metric._xn, e)  # no copy
+    lab = aaf.PoolOutputs(np.zeros((5, 2), np.float32), x[:5].astype(np.float32))
+    monkeypatch.setattr(_greedy, "CHUNK_BYTES", 1 << 15)
+    a = select("coreset", pool, 60, labeled=lab)
+    assert _backend.last_used["coreset"] == "cpp"
+    b = torch_path_picks(monkeypatch, pool, 60, lab)
+    assert torch.equal(a, b)
+    check_greedy(x.astype(np.float64), a.tolist(), x[:5])
 
 
 TRITON_SCRIPT = textwrap.dedent("""
