@@ -238,8 +238,6 @@ def fused_scores_torch(logits, mc_logits, do_logits: bool, do_mc: bool, compile:
 # --------------------------------------------------------------------------
 #: Widest class block one program holds; wider rows loop over blocks.
 MAX_BLOCK_C = 1024
-#: Target elements per (BLOCK_N, BLOCK_C) tile.
-TILE_ELEMS = 4096
 
 if triton is not None:
 
@@ -476,18 +474,34 @@ def launch_config(n_classes: int, n_mc: int, do_mc: bool, **overrides) -> dict:
     VEC) are for tuning runs such as benchmarks/gpu/uncertainty.py; ``VEC`` is
     otherwise chosen per launch from the strides (see ``fused_scores_triton``).
 
-    Measured on an H200 (1M x 1000 fp32 logits-only, ms) with the looped path:
-    BLOCK_N=2 / 4 warps 2.88, 1/4 3.36, 4/4 3.65, 4/8 4.23, 8/8 5.68.
+    Measured on an H200 (Triton 3.6, benchmarks/results/gpu_h200_run6.json), one-block
+    path, C=1000 (BLOCK_C=1024), ms for BLOCK_N / num_warps:
+
+    - 1M x 1000 fp32 logits only: 1/1 1.51, 1/2 1.84, 2/2 2.12, 2/4 2.30, 4/4 2.34,
+      1/4 2.42, 8/8 3.19 (the looped path at its best launch, 2/4: 2.88). One row
+      per single-warp program keeps every reduction inside a warp (shuffles, no
+      shared memory or barrier), so logits-only launches use one warp and
+      ``MAX_BLOCK_C`` elements per program.
+    - 100k x 1000 fp32, all six with T=10: 1/4 2.81, 2/4 3.37, 1/2 3.40, 2/8 4.28
+      (looped 2/8: 7.40). The MC tiles (running mean and M2 of p) need more
+      threads than one warp to stay in registers, so MC launches use 4 warps.
+
+    Only C=1000 was swept; narrower rows keep ``MAX_BLOCK_C`` elements per program.
+    Wider rows (the looped path) keep the earlier rule: two rows of ``MAX_BLOCK_C``,
+    4 warps (8 with MC).
     """
     if n_classes < 1:
         raise ValueError(f"n_classes must be >= 1 (launch_config); got {n_classes}")
     block_c = min(_next_pow2(n_classes), MAX_BLOCK_C)
-    tile = TILE_ELEMS // 2
-    block_n = max(1, min(64, tile // block_c))
     block_t = max(2, _next_pow2(max(1, n_mc)))
-    num_warps = 8 if do_mc and block_n * block_c >= 2048 else 4
-    cfg = dict(BLOCK_N=block_n, BLOCK_C=block_c, BLOCK_T=block_t,
-               ONE_BLOCK=bool(n_classes <= block_c), num_warps=num_warps)
+    one_block = n_classes <= block_c
+    if one_block:
+        block_n = max(1, min(64, MAX_BLOCK_C // block_c))
+        num_warps = 4 if do_mc else 1
+    else:
+        block_n = 2
+        num_warps = 8 if do_mc else 4
+    cfg = dict(BLOCK_N=block_n, BLOCK_C=block_c, BLOCK_T=block_t, ONE_BLOCK=one_block, num_warps=num_warps)
     unknown = set(overrides) - {"BLOCK_N", "num_warps", "ONE_BLOCK", "VEC"}
     if unknown:
         raise ValueError("launch_config overrides must be BLOCK_N, num_warps, ONE_BLOCK or VEC; "

@@ -126,6 +126,10 @@ def compute_candidates(pool: PoolOutputs, names, k: int, labeled: PoolOutputs | 
         from ..strategies.uncertainty import uncertainty_scores
 
         scores = uncertainty_scores(pool, tuple(unc))
+    selected = {}
+    sel = [nm for nm in names if nm not in scores]
+    if shard is None and pool.device.type == "cuda" and CONCURRENT_CUDA and len(sel) >= 2:
+        selected = _select_concurrently(sel, pool, k, labeled, seed)
     for j, nm in enumerate(names):
         if nm in scores:
             sc = scores[nm].to(torch.float32)
@@ -140,13 +144,52 @@ def compute_candidates(pool: PoolOutputs, names, k: int, labeled: PoolOutputs | 
                 idx = _local(merge_topk(v, i.cpu() + shard.offset, k, True, shard.group)[1], shard, pool)
             picks[idx, j] = 1.0
         else:
-            idx = select(nm, pool, k, labeled=labeled, seed=seed,
-                         group=None if shard is None else shard.group).to(pool.device)
+            idx = selected.get(nm)
+            if idx is None:
+                idx = select(nm, pool, k, labeled=labeled, seed=seed,
+                             group=None if shard is None else shard.group).to(pool.device)
             if shard is not None:
                 idx = _local(idx, shard, pool)
             picks[idx, j] = 1.0
             ranks[:, j] = picks[:, j]
     return Candidates(names, ranks, picks, int(k))
+
+
+#: On CUDA, run the selection strategies (kmeans, coreset, badge, random) of one
+#: query at the same time, each in its own thread and CUDA stream: coreset is a
+#: sequence of bandwidth-bound passes with a host decision per step, k-means
+#: mostly GEMMs and graph replays, so they overlap. Picks are the same as one
+#: after the other (each strategy's work stays in order on its own stream);
+#: benchmarks/gpu/scale.py measures both and compares the picks.
+CONCURRENT_CUDA = True
+
+
+def _select_concurrently(names, pool: PoolOutputs, k: int, labeled, seed) -> dict:
+    """{name: picks} of ``strategies.select`` for names, each on its own CUDA stream."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..strategies import select
+
+    main = torch.cuda.current_stream(pool.device)
+
+    def run(nm):
+        stream = torch.cuda.Stream(device=pool.device)
+        stream.wait_stream(main)  # the pool's tensors are ready
+        with torch.cuda.device(pool.device), torch.cuda.stream(stream):
+            idx = select(nm, pool, k, labeled=labeled, seed=seed).to(pool.device)
+            done = torch.cuda.Event()
+            done.record(stream)
+        return idx, done
+
+    with ThreadPoolExecutor(max_workers=len(names), thread_name_prefix="autoal-select") as ex:
+        futures = {nm: ex.submit(run, nm) for nm in names}
+        out = {}
+        for nm, fut in futures.items():
+            idx, done = fut.result()
+            main.wait_event(done)
+            idx.record_stream(main)  # made on the side stream, used on the main one
+            out[nm] = idx
+    return out
 
 
 def _local(global_idx: torch.Tensor, shard, pool) -> torch.Tensor:

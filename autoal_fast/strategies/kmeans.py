@@ -201,7 +201,9 @@ def kmeanspp_rows_device(xs: torch.Tensor, k: int, gen: torch.Generator,
         static_u = torch.empty(GRAPH_STEPS, n_trials, dtype=torch.float64, device=dev)
         static_out = torch.empty(GRAPH_STEPS, d, dtype=torch.float32, device=dev)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # thread_local: other threads (concurrent candidate strategies on other
+        # streams, search/candidates.py) may synchronise while this one captures
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             for j in range(GRAPH_STEPS):
                 step(static_u[j], static_out[j])
         while t + GRAPH_STEPS <= k:

@@ -85,6 +85,24 @@ def run(out: dict) -> None:
         res["backends"] = dict(_backend.last_used)
         print(f"[scale] {N} x {D} query b={B}: {res['query_1m_s']:.2f} s, peak "
               f"{res['max_memory_allocated_gb']:.2f} GB on {res['device']}", flush=True)
+        # the same query with the selection strategies one after the other
+        # (search/candidates.py CONCURRENT_CUDA=False): time, and the same picks?
+        from autoal_fast.search import candidates as cand_mod
+
+        saved = cand_mod.CONCURRENT_CUDA
+        cand_mod.CONCURRENT_CUDA = False
+        try:
+            torch.cuda.synchronize()
+            t = time.perf_counter()
+            q_seq = al.query(pool, B, labeled=lab)
+            torch.cuda.synchronize()
+            res["query_1m_sequential_s"] = time.perf_counter() - t
+        finally:
+            cand_mod.CONCURRENT_CUDA = saved
+        res["concurrent_default"] = saved
+        res["same_picks_as_sequential"] = bool(torch.equal(q_seq.indices.cpu(), q.indices.cpu()))
+        print(f"[scale] sequential candidates: {res['query_1m_sequential_s']:.2f} s, same picks: "
+              f"{res['same_picks_as_sequential']}", flush=True)
         brk = res.setdefault("select_s", {})
         for nm in names:
             if time.perf_counter() - t_start > TIME_BUDGET_S:
