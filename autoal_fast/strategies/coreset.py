@@ -16,6 +16,9 @@ nearest-centre id) plus (n_labeled + k) x d float32 for the centres, plus
 chunk temporaries under ``_greedy.CHUNK_BYTES``. Each step uses the pruned
 engine of ``_greedy`` (triangle-inequality cluster bounds), falling back to a
 fused full pass (Triton on CUDA, C++/OpenMP on CPU) when pruning cannot help.
+float16 / bfloat16 CPU pools use the C++ step too, widening rows as they are read
+(100k x 512 float16, 1000 labeled, k=1000, 2 threads, vs the torch step it replaced,
+``benchmarks/coreset_16bit.py``: clustered 2.01 s vs 2.43 s, isotropic 9.7 s vs 207 s).
 
 References
 ----------
