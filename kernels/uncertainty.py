@@ -35,7 +35,7 @@ Numerics (all three layers compute in float32): with m = max z, the
     margin = expm1(z_(2) - m) / s            (no 1 - exp(.) cancellation)
 
 so tiny scores of confident rows keep their relative precision. mean_std uses
-Welford's update over t (Triton) or a two-pass mean (torch), not E[p^2]-E[p]^2.
+Welford's update over t of p - p(t=0) (Triton) or a two-pass mean (torch), not E[p^2]-E[p]^2.
 bald is a difference of two entropies; its float32 absolute error is about
 1e-7 * log(C), which is what the tests allow on top of rtol.
 
@@ -340,6 +340,29 @@ if triton is not None:
         return m, z2, arg, rest, tsum, bad, e
 
     @triton.jit
+    def _welford_shifted(p, p0, mean_q, m2, t):
+        """One Welford step over t of q = p - p0, p0 the t = 0 sample.
+
+        The shift keeps the running sums at the scale of the spread, not of p:
+        on a GPU, 1 / (t + 1) is not exactly rounded, and unshifted that
+        1-ulp error of p (~3e-8 at p = 0.5) lands in M2 whole, which was 0.25%
+        of a 5e-4 std (the C=2 GPU check). Returns (p0, mean_q, m2)."""
+        p0 = tl.where(t == 0, p, p0)
+        q = p - p0
+        delta = q - mean_q
+        mean_q += delta * (1.0 / (t + 1.0))
+        m2 += delta * (q - mean_q)
+        return p0, mean_q, m2
+
+    @triton.jit
+    def _mean_std_terms(p0, mean_q, m2, col_ok, T):
+        """(-sum_c pbar log pbar, sum_c std_c) of a class block from the Welford state."""
+        mean = p0 + mean_q
+        plog = mean * tl.log(tl.where(mean > 0.0, mean, 1.0))
+        std = tl.where(col_ok[None, :], tl.sqrt(tl.maximum(m2 / T, 0.0)), 0.0)
+        return -tl.sum(plog, axis=1), tl.sum(std, axis=1)
+
+    @triton.jit
     def _pick(tile, tcols, t):
         """Column t of a (BLOCK_N, BLOCK_T) tile."""
         return tl.sum(tl.where(tcols[None, :] == t, tile, 0), axis=1)
@@ -390,7 +413,8 @@ if triton is not None:
             if ONE_BLOCK:
                 # All classes fit one block: a single read of mc, two reductions per (row, t).
                 col_ok = cols0 < C
-                mean = tl.zeros([BLOCK_N, BLOCK_C], dtype=tl.float32)
+                p0 = tl.zeros([BLOCK_N, BLOCK_C], dtype=tl.float32)
+                mean_q = tl.zeros([BLOCK_N, BLOCK_C], dtype=tl.float32)
                 m2 = tl.zeros([BLOCK_N, BLOCK_C], dtype=tl.float32)
                 x_off = tl.multiple_of(rows_ld * stride_mn, VEC)
                 xt_ptr = mc_ptr  # advanced by stride_mt per t: 64-bit pointer math, no int32 wrap
@@ -401,13 +425,8 @@ if triton is not None:
                     s = rest + 1.0
                     h_sum += _log1p(rest) - tsum / s
                     args = tl.where(tcols[None, :] == t, at[:, None].to(tl.int32), args)
-                    p = e / s[:, None]
-                    delta = p - mean
-                    mean += delta * (1.0 / (t + 1.0))
-                    m2 += delta * (p - mean)
-                plog = mean * tl.log(tl.where(mean > 0.0, mean, 1.0))
-                h_bar = -tl.sum(plog, axis=1)
-                std_sum = tl.sum(tl.where(col_ok[None, :], tl.sqrt(tl.maximum(m2 / T, 0.0)), 0.0), axis=1)
+                    p0, mean_q, m2 = _welford_shifted(e / s[:, None], p0, mean_q, m2, t)
+                h_bar, std_sum = _mean_std_terms(p0, mean_q, m2, col_ok, T)
             else:
                 # Wide rows: pass 1 streams classes per t for (m_t, s_t, H_t,
                 # argmax_t); pass 2 streams class blocks, all t, for p_t,c.
@@ -428,7 +447,8 @@ if triton is not None:
                 for c0 in range(0, C, BLOCK_C):
                     cols = c0 + cols0
                     col_ok = cols < C
-                    mean = tl.zeros([BLOCK_N, BLOCK_C], dtype=tl.float32)
+                    p0 = tl.zeros([BLOCK_N, BLOCK_C], dtype=tl.float32)
+                    mean_q = tl.zeros([BLOCK_N, BLOCK_C], dtype=tl.float32)
                     m2 = tl.zeros([BLOCK_N, BLOCK_C], dtype=tl.float32)
                     xt_ptr = mc_ptr
                     for t in range(0, T):
@@ -436,13 +456,10 @@ if triton is not None:
                         xt_ptr += stride_mt
                         mt = _pick(m_tile, tcols, t)
                         st = _pick(s_tile, tcols, t)
-                        p = tl.exp(z - mt[:, None]) / st[:, None]
-                        delta = p - mean
-                        mean += delta * (1.0 / (t + 1.0))
-                        m2 += delta * (p - mean)
-                    plog = mean * tl.log(tl.where(mean > 0.0, mean, 1.0))
-                    h_bar += -tl.sum(plog, axis=1)
-                    std_sum += tl.sum(tl.where(col_ok[None, :], tl.sqrt(tl.maximum(m2 / T, 0.0)), 0.0), axis=1)
+                        p0, mean_q, m2 = _welford_shifted(tl.exp(z - mt[:, None]) / st[:, None], p0, mean_q, m2, t)
+                    hb, ss = _mean_std_terms(p0, mean_q, m2, col_ok, T)
+                    h_bar += hb
+                    std_sum += ss
             # var_ratio: the modal argmax count over t (T^2 compares, T is small).
             best = tl.zeros([BLOCK_N], dtype=tl.int32)
             tvalid = tcols[None, :] < T

@@ -175,6 +175,24 @@ def test_triton_one_block_flags_every_nonfinite_kind(c):
     assert flags.tolist() == [0, 2, 2, 2, 2, 2, 0, 0]
 
 
+@needs_triton
+@pytest.mark.parametrize("c,t", [(2, 2), (2, 5), (10, 3), (1000, 2)])
+def test_triton_mean_std_of_a_tiny_spread(c, t):
+    # p barely moves over t, so mean_std is a small difference of O(1) numbers:
+    # checked with an absolute slack of a few float32 ulps of p (1e-7; p itself
+    # is rounded to ~3e-8), where the unshifted Welford update on an H200 was
+    # off by 1.4e-6 on the first row (5.4202e-4 for 5.4339e-4)
+    g = torch.Generator().manual_seed(6)
+    base = torch.randn(1, 64, c, generator=g) * 2
+    x = (base + 1e-2 * torch.randn(t, 64, c, generator=g)).to(DEVICE)
+    if c == 2 and t == 2:
+        x[:, 0] = torch.tensor([[1.353745937347412, 1.5568952560424805],
+                                [2.5877861976623535, 2.7953286170959473]])
+    got, _ = K.fused_scores_triton(None, x, False, True)
+    ref = K.reference_scores(None, x, ("mean_std",), dtype=torch.float64)["mean_std"]
+    torch.testing.assert_close(got["mean_std"].double(), ref, rtol=1e-4, atol=1e-7)
+
+
 def test_vec_width_rules():
     a = torch.zeros(4, 1000)
     assert K._vec_width([a], [(0,)], 4) == 4
