@@ -494,33 +494,41 @@ class AutoAL:
         """
         caller = "AutoAL.query"
         self._check_fitted(caller)
-        from .distributed import merge_topk, resolve_group, shard_of
+        from .distributed import agree_on_errors, merge_topk, resolve_group, shard_of
 
         grp = resolve_group(group)
         shard = None
-        if grp is None:
-            check_pool(pool, caller)
-            n_all = pool.n_samples
-        else:
-            if not isinstance(pool, PoolOutputs):
+        if grp is not None:
+            shard = shard_of(pool.n_samples if isinstance(pool, PoolOutputs) else 0, grp)
+
+        def validate(k):
+            if shard is None:
                 check_pool(pool, caller)
-            shard = shard_of(pool.n_samples, grp)
-            n_all = shard.n_total
-            if n_all == 0:
-                raise ValueError(f"pool is empty ({caller}): 0 samples over {shard.world} ranks")
-        if k is None:
-            if self.budget is None:
-                raise ValueError(f"k is required ({caller}) when AutoAL has no budget")
-            k = self.budget
-        k = check_k(k, n_all, caller)
-        C = self._fitted["n_classes"]
-        if pool.n_classes != C:
-            raise ValueError(f"pool.logits has n_classes={pool.n_classes} but the labeled set given to fit "
-                             f"had {C} ({caller})")
-        x = self._features(pool, features, caller, "pool")
-        if tuple(x.shape[1:]) != self._fitted["x_shape"]:
-            raise ValueError(f"pool features have shape (n, {', '.join(map(str, x.shape[1:]))}) but fit saw "
-                             f"(n, {', '.join(map(str, self._fitted['x_shape']))}) ({caller})")
+                n_all = pool.n_samples
+            else:
+                if not isinstance(pool, PoolOutputs):
+                    check_pool(pool, caller)  # raises TypeError
+                n_all = shard.n_total
+                if n_all == 0:
+                    raise ValueError(f"pool is empty ({caller}): 0 samples over {shard.world} ranks")
+            if k is None:
+                if self.budget is None:
+                    raise ValueError(f"k is required ({caller}) when AutoAL has no budget")
+                k = self.budget
+            k = check_k(k, n_all, caller)
+            C = self._fitted["n_classes"]
+            if pool.n_classes != C:
+                raise ValueError(f"pool.logits has n_classes={pool.n_classes} but the labeled set given to fit "
+                                 f"had {C} ({caller})")
+            x = self._features(pool, features, caller, "pool")
+            if tuple(x.shape[1:]) != self._fitted["x_shape"]:
+                raise ValueError(f"pool features have shape (n, {', '.join(map(str, x.shape[1:]))}) but fit saw "
+                                 f"(n, {', '.join(map(str, self._fitted['x_shape']))}) ({caller})")
+            return k, x
+
+        # sharded: every rank validates its shard, then all agree (a bad shard on one
+        # rank must not leave the others waiting in a collective)
+        k, x = validate(k) if shard is None else agree_on_errors(lambda: validate(k), grp, caller)
         seed = _derive_seed(self._fitted["round_seed"], 2)
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices + ([pool.device] if pool.device.type == "cuda"

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 __all__ = ["Shard", "resolve_group", "shard_of", "merge_topk", "global_argmax",
-           "all_reduce_sum", "broadcast_from"]
+           "all_reduce_sum", "broadcast_from", "agree_on_errors"]
 
 
 def resolve_group(group=None):
@@ -145,3 +145,31 @@ def owner_of(global_index: int, shard: Shard) -> int:
             return r
         acc += s
     raise IndexError(f"global index {global_index} is outside the pool of {acc}")
+
+
+def agree_on_errors(fn, group, caller: str):
+    """Run ``fn()`` (a rank-local step that may reject its input) and make the
+    outcome collective: one all-gather of a flag per rank. If any rank raised
+    ValueError or TypeError (bad input), every rank raises (a failing rank its own
+    error, the others a ValueError naming the failing ranks), so no rank is left
+    waiting in the next collective for a rank that has already given up. Returns
+    ``fn()``'s result. Other errors (bugs, out of memory) are not caught.
+    """
+    import torch.distributed as dist
+
+    err, out = None, None
+    try:
+        out = fn()
+    except (ValueError, TypeError) as exc:
+        err = exc
+    dev = comm_device(group)
+    mine = torch.tensor([0 if err is None else 1], dtype=torch.int64, device=dev)
+    flags = [torch.zeros_like(mine) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(flags, mine, group=group)
+    bad = [r for r, f in enumerate(flags) if int(f)]
+    if err is not None:
+        raise err
+    if bad:
+        raise ValueError(f"rank(s) {bad} rejected their shard of the input ({caller}); this rank's "
+                         "shard was valid: see the error raised on those ranks")
+    return out

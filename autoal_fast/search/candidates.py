@@ -125,7 +125,13 @@ def compute_candidates(pool: PoolOutputs, names, k: int, labeled: PoolOutputs | 
     if unc:
         from ..strategies.uncertainty import uncertainty_scores
 
-        scores = uncertainty_scores(pool, tuple(unc))
+        if shard is None:
+            scores = uncertainty_scores(pool, tuple(unc))
+        else:  # NaN/inf rows are found while scoring: agree before the collectives below
+            from ..distributed import agree_on_errors
+
+            scores = agree_on_errors(lambda: uncertainty_scores(pool, tuple(unc)), shard.group,
+                                     "AutoAL.query candidates")
     selected = {}
     sel = [nm for nm in names if nm not in scores]
     if shard is None and pool.device.type == "cuda" and CONCURRENT_CUDA and len(sel) >= 2:

@@ -92,6 +92,28 @@ def score(name: str, pool: PoolOutputs) -> torch.Tensor:
     return uncertainty_scores(pool, (name,))[name]
 
 
+def _check_select_args(name, pool, k, labeled, seed, n_total, caller):
+    """Validation of ``select``'s arguments (pool already checked); returns (k, seed)."""
+    k = check_k(k, n_total, caller)
+    check_needs(name, pool, caller)
+    seed = check_seed(seed, caller)
+    if labeled is not None:
+        check_pool(labeled, caller, "labeled")
+        if name == "coreset" and labeled.embeddings is None:
+            raise ValueError(f"labeled.embeddings is required by 'coreset' ({caller})")
+        if labeled.embeddings is not None and pool.embeddings is not None and \
+                labeled.embeddings.shape[1] != pool.embeddings.shape[1]:
+            raise ValueError(
+                f"labeled.embeddings must have n_features={pool.embeddings.shape[1]} like "
+                f"pool.embeddings ({caller}); got {labeled.embeddings.shape[1]}"
+            )
+    if name in ("kmeans", "coreset"):  # badge checks logits/embeddings in its own pass
+        check_finite_rows(pool.embeddings, "pool.embeddings", caller)
+        if labeled is not None and labeled.embeddings is not None:
+            check_finite_rows(labeled.embeddings, "labeled.embeddings", caller)
+    return k, seed
+
+
 def select(name: str, pool: PoolOutputs, k: int, labeled=None, seed=None, group=None) -> torch.Tensor:
     """Pick k samples of ``pool`` with one strategy.
 
@@ -125,36 +147,26 @@ def select(name: str, pool: PoolOutputs, k: int, labeled=None, seed=None, group=
     """
     caller = f"select({name!r})"
     check_name(name, caller)
-    from ..distributed import resolve_group, shard_of
+    from ..distributed import agree_on_errors, resolve_group, shard_of
 
     grp = resolve_group(group)
-    if not isinstance(pool, PoolOutputs):
+    if grp is None:
+        shard = None
         check_pool(pool, caller)
-    shard = None
-    if grp is not None:
-        shard = shard_of(pool.n_samples, grp)  # empty shards are allowed; the pool is not
-        if shard.n_total == 0:
-            raise ValueError(f"pool is empty ({caller}): 0 samples over {shard.world} ranks")
-        k = check_k(k, shard.n_total, caller)
+        k, seed = _check_select_args(name, pool, k, labeled, seed, pool.n_samples, caller)
     else:
-        check_pool(pool, caller)
-        k = check_k(k, pool.n_samples, caller)
-    check_needs(name, pool, caller)
-    seed = check_seed(seed, caller)
-    if labeled is not None:
-        check_pool(labeled, caller, "labeled")
-        if name == "coreset" and labeled.embeddings is None:
-            raise ValueError(f"labeled.embeddings is required by 'coreset' ({caller})")
-        if labeled.embeddings is not None and pool.embeddings is not None and \
-                labeled.embeddings.shape[1] != pool.embeddings.shape[1]:
-            raise ValueError(
-                f"labeled.embeddings must have n_features={pool.embeddings.shape[1]} like "
-                f"pool.embeddings ({caller}); got {labeled.embeddings.shape[1]}"
-            )
-    if name in ("kmeans", "coreset"):  # badge checks logits/embeddings in its own pass
-        check_finite_rows(pool.embeddings, "pool.embeddings", caller)
-        if labeled is not None and labeled.embeddings is not None:
-            check_finite_rows(labeled.embeddings, "labeled.embeddings", caller)
+        # one rank's bad shard must not leave the others waiting in a collective:
+        # every rank validates, then all agree (one small all-gather)
+        shard = shard_of(pool.n_samples if isinstance(pool, PoolOutputs) else 0, grp)
+
+        def validate():
+            if not isinstance(pool, PoolOutputs):
+                check_pool(pool, caller)  # raises TypeError
+            if shard.n_total == 0:  # empty shards are allowed; the pool is not
+                raise ValueError(f"pool is empty ({caller}): 0 samples over {shard.world} ranks")
+            return _check_select_args(name, pool, k, labeled, seed, shard.n_total, caller)
+
+        k, seed = agree_on_errors(validate, grp, caller)
     if shard is not None:
         from ._dist import select_distributed
 

@@ -88,7 +88,8 @@ def _uncertainty(name, pool, k, shard):
     from .._topk import topk
     from .uncertainty import uncertainty_scores
 
-    s = uncertainty_scores(pool, (name,))[name]
+    # NaN/inf rows are found while scoring: agree before the merge's collective
+    s = D.agree_on_errors(lambda: uncertainty_scores(pool, (name,))[name], shard.group, f"select({name!r})")
     v, i = topk(s, min(k, shard.n_local))
     return D.merge_topk(v, i.cpu() + shard.offset, k, True, shard.group)[1]
 
@@ -197,10 +198,11 @@ def _badge(pool, k, seed, shard):
     d = pool.embeddings.shape[1]
     picks = torch.empty(k, dtype=torch.long)
     with small_op_threads(dev) as nt:
-        rows = eng = None
+        eng = None
+        with torch_threads(nt) if dev.type == "cpu" else _null():  # non-finite values are found here
+            rows = D.agree_on_errors(lambda: _GradRows(pool.logits, pool.embeddings, nt) if n else None,
+                                     shard.group, "select('badge')")
         if n:
-            with torch_threads(nt) if dev.type == "cpu" else _null():
-                rows = _GradRows(pool.logits, pool.embeddings, nt)
             rows.alloc_centres(k)
             eng = PrunedGreedy(
                 n, k, dev,

@@ -96,3 +96,32 @@ def test_rank_normalize_global_matches_rank_normalize():
         assert torch.equal(rank_normalize_global(x, sh), rank_normalize(x))
     finally:
         mp.undo()
+
+
+def _bad_shard_worker(rank, world, state, logits, mc, emb, lab_z, lab_e):
+    lo, hi = shard_bounds(len(logits), world, rank)
+    al = _make().load_state_dict(state)
+    lab = aaf.PoolOutputs(lab_z, embeddings=lab_e)
+    out = {}
+    z = logits[lo:hi].copy()
+    if rank == 1:
+        z[2, 1] = np.nan  # found while scoring the uncertainty candidates
+    for label, pool in (
+            ("nan_logits", aaf.PoolOutputs(z, embeddings=emb[lo:hi], mc_logits=mc[:, lo:hi])),
+            ("wrong_classes", aaf.PoolOutputs(logits[lo:hi, :3] if rank == 1 else logits[lo:hi],
+                                              embeddings=emb[lo:hi],
+                                              mc_logits=mc[:, lo:hi, :3] if rank == 1 else mc[:, lo:hi]))):
+        try:
+            al.query(pool, K, labeled=lab)
+            out[label] = "no error"
+        except ValueError as exc:
+            out[label] = str(exc)
+    return out
+
+
+def test_query_with_a_bad_shard_raises_on_every_rank(fitted):
+    state, _, data = fitted
+    res = run_world(_bad_shard_worker, 2, state, *data)
+    assert "NaN" in res[1]["nan_logits"] and "n_classes" in res[1]["wrong_classes"], res[1]
+    for label in ("nan_logits", "wrong_classes"):
+        assert res[0][label].startswith("rank(s) [1] rejected"), res[0][label]

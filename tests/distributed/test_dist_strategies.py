@@ -112,3 +112,37 @@ def test_group_of_one_is_single_process():
     pool = _pool(logits, mc, emb)
     assert strategies.select("entropy", pool, 5, group=None).tolist() == \
         strategies.select("entropy", pool, 5).tolist()
+
+
+def _bad_shard_worker(rank, world, logits, mc, emb):
+    """Rank 1 holds a bad shard in several ways; every rank must raise (no hang)."""
+    lo, hi = shard_bounds(len(logits), world, rank)
+    z, m, e = logits[lo:hi].copy(), mc[:, lo:hi].copy(), emb[lo:hi].copy()
+    cases = {
+        "nan_logits_entropy": ("entropy", lambda: z.__setitem__((0, 0), np.nan)),  # found while scoring
+        "nan_logits_badge": ("badge", None),  # same NaN, found by badge's gradient pass
+        "inf_embeddings_coreset": ("coreset", lambda: e.__setitem__((1, 1), np.inf)),  # at the door
+        "k_too_big": ("margin", None),
+    }
+    out = {}
+    for label, (name, spoil) in cases.items():
+        if rank == 1 and spoil is not None:
+            spoil()
+        pool = aaf.PoolOutputs(z if rank == 1 else logits[lo:hi], embeddings=e if rank == 1 else emb[lo:hi],
+                               mc_logits=m)
+        k = len(logits) + 1 if label == "k_too_big" else 5
+        try:
+            strategies.select(name, pool, k, seed=0)
+            out[label] = "no error"
+        except ValueError as exc:
+            out[label] = str(exc)
+    return out
+
+
+def test_a_bad_shard_raises_on_every_rank():
+    logits, mc, emb, _ = _data(n=120)
+    res = run_world(_bad_shard_worker, 2, logits, mc, emb)
+    for label in ("nan_logits_entropy", "nan_logits_badge", "inf_embeddings_coreset"):
+        assert "NaN" in res[1][label] or "non-finite" in res[1][label] or "inf" in res[1][label], res[1][label]
+        assert res[0][label].startswith("rank(s) [1] rejected"), res[0][label]
+    assert "k" in res[0]["k_too_big"] and res[0]["k_too_big"] == res[1]["k_too_big"]
