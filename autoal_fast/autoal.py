@@ -576,7 +576,8 @@ class AutoAL:
 
     # ------------------------------------------------------------------ query_model
     def query_model(self, model: nn.Module, data, labeled_ids, labels, unlabeled_ids, k=None, *,
-                    head="auto", mc_passes: int = 0, batch_size: int | None = None):
+                    head="auto", mc_passes: int = 0, batch_size: int | None = None,
+                    outputs_dir=None, outputs_dtype="float32", progress: bool = False):
         """Fit on the labeled set and query the unlabeled one, running the task model once per set.
 
         Model protocol: ``model(x)`` returns ``(logits, embeddings)`` for a batch ``x``
@@ -605,6 +606,17 @@ class AutoAL:
             eval), taken in the same streamed pass over the data.
         batch_size : int, default=None
             Forward batch size; defaults to ``min(chunk_size, 1024)``.
+        outputs_dir : str or path-like, default=None
+            None keeps the unlabeled pool's outputs in memory (n x (C + D) floats, plus
+            T x n x C with ``mc_passes``). Given a folder, they are streamed batch by batch
+            into ``logits.npy``, ``embeddings.npy`` (and ``mc_logits.npy``) there
+            (created, or overwritten), which are then read back memory-mapped: the query
+            streams them in chunks, so a 10M-sample pool never sits in RAM.
+        outputs_dtype : {"float32", "float16"}, default="float32"
+            Storage type of those files (float16 halves them; scores are computed in
+            float32 either way). Only used with ``outputs_dir``.
+        progress : bool, default=False
+            A progress bar (tqdm) over the unlabeled pool's forward pass.
 
         Returns
         -------
@@ -636,6 +648,7 @@ class AutoAL:
                 raise ValueError(f"k is required ({caller}) when AutoAL has no budget")
             k = self.budget
         k = check_k(k, int(unl_ids.numel()), caller, pool_name="len(unlabeled_ids)")
+        sink = OutputSink(int(unl_ids.numel()), mc_passes, outputs_dir, outputs_dtype, caller)
         lab = model_outputs(model, data, lab_ids, bs, 0)
         mc_seed = (_derive_seed(self.seed, self.round_, 3) if self.seed is not None
                    else int(torch.randint(0, 2**62, (1,)).item()))
@@ -643,7 +656,7 @@ class AutoAL:
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
             torch.manual_seed(mc_seed)  # the MC-dropout passes are seeded too
             unl = model_outputs(model, data, unl_ids, bs, mc_passes,
-                                head=head if mc_passes == 0 else None)
+                                head=head if mc_passes == 0 else None, sink=sink, progress=progress)
         self.fit(lab, labels, k=k, n_pool=int(unl_ids.numel()))
         res = self.query(unl, k)
         self.last_query_ = res
@@ -769,16 +782,23 @@ def _set_dropout_train(model: nn.Module, on: bool) -> None:
 
 @torch.no_grad()
 def model_outputs(model: nn.Module, data, ids: torch.Tensor, batch_size: int, mc_passes: int = 0,
-                  head: nn.Module | None = None) -> PoolOutputs:
-    """One streamed pass of ``model`` over ``data[ids]``: PoolOutputs on the model's device.
+                  head: nn.Module | None = None, sink: "OutputSink | None" = None,
+                  progress: bool = False) -> PoolOutputs:
+    """One streamed pass of ``model`` over ``data[ids]``: PoolOutputs on the model's device,
+    or memory-mapped files when ``sink`` writes to a folder.
 
     Eval mode, no grad; with ``mc_passes`` > 0 each batch also runs ``mc_passes`` times
     with only the Dropout modules in train mode. Training flags are restored.
     """
     device = _module_device(model)
+    sink = sink if sink is not None else OutputSink(int(ids.numel()), mc_passes)
     flags = {m: m.training for m in model.modules()}
     model.eval()
-    logits, embs, mcs = [], [], []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=int(ids.numel()), desc="model outputs", unit="sample")
     try:
         for xb in _batches(data, ids, batch_size):
             xb = xb.to(device)
@@ -786,17 +806,85 @@ def model_outputs(model: nn.Module, data, ids: torch.Tensor, batch_size: int, mc
             if not (isinstance(out, (tuple, list)) and len(out) == 2):
                 raise TypeError("model(x) must return (logits, embeddings) (AutoAL.query_model)")
             lg, em = out
-            logits.append(lg.float())
-            embs.append(em.reshape(em.shape[0], -1).float())
+            mc = None
             if mc_passes:
                 _set_dropout_train(model, True)
-                mcs.append(torch.stack([model(xb)[0].float() for _ in range(mc_passes)]))
+                mc = torch.stack([model(xb)[0].float() for _ in range(mc_passes)])
                 _set_dropout_train(model, False)
+            sink.add(lg.float(), em.reshape(em.shape[0], -1).float(), mc)
+            if bar is not None:
+                bar.update(int(xb.shape[0]))
     finally:
         for m, f in flags.items():
             m.training = f
-    mc = torch.cat(mcs, dim=1) if mcs else None
-    return PoolOutputs(torch.cat(logits), embeddings=torch.cat(embs), mc_logits=mc, head=head)
+        if bar is not None:
+            bar.close()
+    return sink.pool(head)
+
+
+class OutputSink:
+    """Where ``model_outputs`` puts the pool's outputs: lists of tensors in memory, or
+    ``.npy`` files in ``out_dir`` written batch by batch (opened once the first batch
+    gives the widths) and handed back memory-mapped."""
+
+    DTYPES = {"float32": np.float32, "float16": np.float16}
+
+    def __init__(self, n: int, mc_passes: int, out_dir=None, dtype="float32", caller="model_outputs"):
+        key = dtype if isinstance(dtype, str) else {np.float32: "float32", np.float16: "float16",
+                                                     torch.float32: "float32", torch.float16: "float16"}.get(dtype)
+        if key not in self.DTYPES:
+            raise ValueError(f"outputs_dtype must be 'float32' or 'float16' ({caller}); got {dtype!r}")
+        self.n, self.mc_passes, self.dtype = n, mc_passes, self.DTYPES[key]
+        self.dir = None
+        if out_dir is not None:
+            import os
+
+            self.dir = os.fspath(out_dir)
+            if os.path.exists(self.dir) and not os.path.isdir(self.dir):
+                raise ValueError(f"outputs_dir must be a folder ({caller}); {self.dir!r} is a file")
+            os.makedirs(self.dir, exist_ok=True)
+        self.parts = {"logits": [], "embeddings": [], "mc_logits": []}
+        self.files = {}
+        self.filled = 0
+
+    def add(self, logits, emb, mc):
+        if self.dir is None:
+            self.parts["logits"].append(logits)
+            self.parts["embeddings"].append(emb)
+            if mc is not None:
+                self.parts["mc_logits"].append(mc)
+            return
+        import os
+
+        b = int(logits.shape[0])
+        if not self.files:
+            shapes = {"logits": (self.n, logits.shape[1]), "embeddings": (self.n, emb.shape[1])}
+            if mc is not None:
+                shapes["mc_logits"] = (mc.shape[0], self.n, mc.shape[2])
+            for name, shape in shapes.items():
+                self.files[name] = np.lib.format.open_memmap(os.path.join(self.dir, f"{name}.npy"), mode="w+",
+                                                             dtype=self.dtype, shape=shape)
+        sl = slice(self.filled, self.filled + b)
+        self.files["logits"][sl] = logits.detach().cpu().numpy()
+        self.files["embeddings"][sl] = emb.detach().cpu().numpy()
+        if mc is not None:
+            self.files["mc_logits"][:, sl] = mc.detach().cpu().numpy()
+        self.filled += b
+
+    def pool(self, head) -> PoolOutputs:
+        if self.dir is None:
+            mc = torch.cat(self.parts["mc_logits"], dim=1) if self.parts["mc_logits"] else None
+            return PoolOutputs(torch.cat(self.parts["logits"]), embeddings=torch.cat(self.parts["embeddings"]),
+                               mc_logits=mc, head=head)
+        import os
+
+        paths = {name: os.path.join(self.dir, f"{name}.npy") for name in self.files}
+        for arr in self.files.values():
+            arr.flush()
+        self.files.clear()
+        maps = {name: np.load(path, mmap_mode="r") for name, path in paths.items()}
+        return PoolOutputs(maps["logits"], embeddings=maps["embeddings"], mc_logits=maps.get("mc_logits"),
+                           head=head)
 
 
 def _batches(data, ids: torch.Tensor, batch_size: int):

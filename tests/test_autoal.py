@@ -212,6 +212,39 @@ def test_query_model_streams_eval_mode_and_keeps_batchnorm(mc_passes):
         al2.query_model(net, data, labeled_ids, labels, np.arange(30, 200))
 
 
+@pytest.mark.parametrize("mc_passes", [0, 3])
+def test_query_model_outputs_on_disk(tmp_path, mc_passes):
+    # outputs streamed into .npy files and read back memory-mapped: same picks as
+    # in memory (float32), and float16 files give a valid query
+    torch.manual_seed(0)
+    net = _Net()
+    data = torch.randn(300, 8)
+    labeled_ids, unlabeled_ids = np.arange(0, 40), np.arange(40, 300)
+    labels = np.random.default_rng(0).integers(0, 3, 40)
+    mem = AutoAL(budget=12, seed=0, **FAST).query_model(net, data, labeled_ids, labels, unlabeled_ids,
+                                                        mc_passes=mc_passes, batch_size=64)
+    al = AutoAL(budget=12, seed=0, **FAST)
+    disk = al.query_model(net, data, labeled_ids, labels, unlabeled_ids, mc_passes=mc_passes, batch_size=64,
+                          outputs_dir=tmp_path / "out", progress=True)
+    assert disk.tolist() == mem.tolist()
+    names = {"logits.npy", "embeddings.npy"} | ({"mc_logits.npy"} if mc_passes else set())
+    assert {p.name for p in (tmp_path / "out").iterdir()} == names
+    logits = np.load(tmp_path / "out" / "logits.npy", mmap_mode="r")
+    assert logits.shape == (260, 3) and logits.dtype == np.float32
+    with torch.no_grad():
+        np.testing.assert_allclose(logits, net.eval()(data[40:])[0].numpy(), rtol=1e-6, atol=1e-6)
+    half = AutoAL(budget=12, seed=0, **FAST).query_model(
+        net, data, labeled_ids, labels, unlabeled_ids, mc_passes=mc_passes, batch_size=64,
+        outputs_dir=str(tmp_path / "half"), outputs_dtype="float16")
+    assert len(set(half.tolist())) == 12 and set(half.tolist()) <= set(unlabeled_ids.tolist())
+    assert np.load(tmp_path / "half" / "embeddings.npy", mmap_mode="r").dtype == np.float16
+    with pytest.raises(ValueError, match="outputs_dtype"):
+        al.query_model(net, data, labeled_ids, labels, unlabeled_ids, outputs_dir=tmp_path, outputs_dtype="int8")
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ValueError, match="outputs_dir must be a folder"):
+        al.query_model(net, data, labeled_ids, labels, unlabeled_ids, outputs_dir=tmp_path / "afile")
+
+
 @pytest.mark.slow
 def test_compiled_nets_run_and_save_like_eager():
     lab, y = _outputs(100), _labels(100)
