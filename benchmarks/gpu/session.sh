@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One device session: build, the GPU checks named in $@ (default: uncertainty
-# kmeans_breakdown scale) through run_all.py, then the Triton kernel tests on the GPU.
+# kmeans_breakdown scale) through run_all.py, then the Triton kernel tests and the
+# gpu-marked tests (tests/gpu) on the GPU.
 # Results under OUT_DIR. Usage on the lent machine:
 #   bash benchmarks/gpu/session.sh OUT_DIR [names...]
 set -u
@@ -15,4 +16,7 @@ grep -E "done in|Error" "$OUT/run_all.log" | head -20
 timeout "${PYTEST_TIMEOUT:-120}" python3 -m pytest tests/kernels -q -x -p no:cacheprovider -k triton \
     -o addopts="" > "$OUT/pytest_kernels.txt" 2>&1
 tail -3 "$OUT/pytest_kernels.txt"
+timeout "${PYTEST_TIMEOUT:-120}" python3 -m pytest tests/gpu -q -p no:cacheprovider -m gpu \
+    > "$OUT/pytest_gpu.txt" 2>&1
+tail -3 "$OUT/pytest_gpu.txt"
 echo "session ${SECONDS}s"
