@@ -6,6 +6,8 @@ Procedure (seeded, deterministic for a given seed and backend):
 1. Init: greedy k-means++ (D^2 sampling with ``2 + ln k`` candidates per
    step, the best kept; first centre uniform), as scikit-learn does, on a
    seeded uniform subsample of ``min(n, INIT_SAMPLE_PER_CENTRE * k)`` rows.
+   On CUDA every step stays on the device and the steps are replayed as CUDA
+   graphs (``kmeanspp_rows_device``; same procedure, inverse-CDF draws).
 2. Lloyd iterations (``n_iter``, default 20) on the whole pool:
    - FAISS (``faiss.Kmeans`` seeded with the step-1 centroids, nredo=1; FAISS
      trains on at most 256 points per centroid, its documented subsampling)
