@@ -11,6 +11,7 @@ Environment overrides:
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 
 import torch
@@ -19,15 +20,19 @@ import torch
 last_used: dict[str, str] = {}
 
 
+def _optional_module(name: str, env: str):
+    """The module ``name``, or None when it is not installed or ``env`` is set to 0."""
+    if os.environ.get(env, "1") == "0":
+        return None
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
 @functools.lru_cache(maxsize=None)
 def has_triton() -> bool:
-    if os.environ.get("AUTOAL_FAST_TRITON", "1") == "0":
-        return False
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return _optional_module("triton", "AUTOAL_FAST_TRITON") is not None
 
 
 def triton_interpret() -> bool:
@@ -46,13 +51,7 @@ def use_triton(device: torch.device) -> bool:
 @functools.lru_cache(maxsize=None)
 def faiss_module():
     """The faiss module, or None when it is not installed or disabled."""
-    if os.environ.get("AUTOAL_FAST_FAISS", "1") == "0":
-        return None
-    try:
-        import faiss
-    except ImportError:
-        return None
-    return faiss
+    return _optional_module("faiss", "AUTOAL_FAST_FAISS")
 
 
 def faiss_has_gpu() -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import math
 import numbers
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -837,8 +838,6 @@ class OutputSink:
         self.n, self.mc_passes, self.dtype = n, mc_passes, self.DTYPES[key]
         self.dir = None
         if out_dir is not None:
-            import os
-
             self.dir = os.fspath(out_dir)
             if os.path.exists(self.dir) and not os.path.isdir(self.dir):
                 raise ValueError(f"outputs_dir must be a folder ({caller}); {self.dir!r} is a file")
@@ -854,8 +853,6 @@ class OutputSink:
             if mc is not None:
                 self.parts["mc_logits"].append(mc)
             return
-        import os
-
         b = int(logits.shape[0])
         if not self.files:
             shapes = {"logits": (self.n, logits.shape[1]), "embeddings": (self.n, emb.shape[1])}
@@ -876,8 +873,6 @@ class OutputSink:
             mc = torch.cat(self.parts["mc_logits"], dim=1) if self.parts["mc_logits"] else None
             return PoolOutputs(torch.cat(self.parts["logits"]), embeddings=torch.cat(self.parts["embeddings"]),
                                mc_logits=mc, head=head)
-        import os
-
         paths = {name: os.path.join(self.dir, f"{name}.npy") for name in self.files}
         for arr in self.files.values():
             arr.flush()

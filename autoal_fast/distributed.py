@@ -155,18 +155,13 @@ def agree_on_errors(fn, group, caller: str):
     waiting in the next collective for a rank that has already given up. Returns
     ``fn()``'s result. Other errors (bugs, out of memory) are not caught.
     """
-    import torch.distributed as dist
-
     err, out = None, None
     try:
         out = fn()
     except (ValueError, TypeError) as exc:
         err = exc
-    dev = comm_device(group)
-    mine = torch.tensor([0 if err is None else 1], dtype=torch.int64, device=dev)
-    flags = [torch.zeros_like(mine) for _ in range(dist.get_world_size(group))]
-    dist.all_gather(flags, mine, group=group)
-    bad = [r for r, f in enumerate(flags) if int(f)]
+    flags = _all_gather_rows(torch.tensor([0 if err is None else 1], dtype=torch.int64), group)
+    bad = torch.nonzero(flags).view(-1).tolist()
     if err is not None:
         raise err
     if bad:

@@ -173,6 +173,11 @@ except ImportError:  # pragma: no cover - exercised only without triton
 if triton is not None:
 
     @triton.jit
+    def _sigmoid(x, tau, inv_t, zmax):
+        """s = sigmoid((x - tau) / T), exp's argument capped at zmax."""
+        return 1.0 / (1.0 + tl.exp(tl.minimum((tau - x) * inv_t, zmax)))
+
+    @triton.jit
     def _softtopk_fwd_kernel(A, S, TAU, PARAMS, n, stride_a, stride_s,
                              N_ITER: tl.constexpr, BLOCK: tl.constexpr):
         # PARAMS (accumulation dtype): [k, T, T * L, tiny, zmax]; loaded, not passed as Python
@@ -206,8 +211,7 @@ if triton is not None:
             for start in range(0, n, BLOCK):
                 o = start + offs
                 m = o < n
-                x = tl.load(a_row + o, mask=m, other=0.0).to(acc_ty)
-                sv = 1.0 / (1.0 + tl.exp(tl.minimum((tau - x) * inv_t, zmax)))
+                sv = _sigmoid(tl.load(a_row + o, mask=m, other=0.0).to(acc_ty), tau, inv_t, zmax)
                 acc_s += tl.where(m, sv, 0.0)
                 acc_d += tl.where(m, sv * (1.0 - sv), 0.0)
             f = tl.sum(acc_s, axis=0) - k
@@ -221,8 +225,7 @@ if triton is not None:
         for start in range(0, n, BLOCK):
             o = start + offs
             m = o < n
-            x = tl.load(a_row + o, mask=m, other=0.0).to(acc_ty)
-            sv = 1.0 / (1.0 + tl.exp(tl.minimum((tau - x) * inv_t, zmax)))
+            sv = _sigmoid(tl.load(a_row + o, mask=m, other=0.0).to(acc_ty), tau, inv_t, zmax)
             tl.store(s_row + o, sv.to(S.dtype.element_ty), mask=m)
         tl.store(TAU + row, tau)
 

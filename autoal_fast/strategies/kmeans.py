@@ -91,37 +91,49 @@ def kmeanspp_rows(xs: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tenso
     return kmeanspp_rows_host(xs, k, gen)
 
 
+def _first_centre(metric: EuclideanRows, k: int, first: int):
+    """(mind, assign, centres) of a k-means++ run after placing row ``first`` as centre 0."""
+    s, d = metric.n, metric.d
+    mind = torch.full((s,), float("inf"), dtype=torch.float32, device=metric.device)
+    assign = torch.zeros(s, dtype=torch.int32, device=metric.device)
+    centres = torch.empty(k, d, dtype=torch.float32, device=metric.device)
+    c = metric.vec(first)
+    metric.update(None, c, 0, mind, assign)
+    mind[first] = -1.0
+    centres[0] = c
+    return mind, assign, centres
+
+
+def _candidate_potentials(xs, xsn, cand, w):
+    """Potential (sum over rows of min(w, d^2 to the candidate)) for each candidate row
+    ``cand`` of xs, with w the rows' current squared distances (float32)."""
+    cx = xs.index_select(0, cand)
+    d2 = torch.addmm(xsn[:, None] + cx.pow(2).sum(1)[None, :], xs, cx.T, alpha=-2.0).clamp_(min=0.0)
+    return torch.minimum(w[:, None], d2).sum(0)
+
+
 def kmeanspp_rows_host(xs: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
     """The host-driven loop of ``kmeanspp_rows`` (multinomial draws from ``gen``),
     on any device: CPU rows use it; on CUDA it is the baseline of the device loop."""
-    x = xs
     s, d = xs.shape
     n_trials = 2 + int(np.log(k))
     xsn = xs.pow(2).sum(1)
     metric = EuclideanRows(xs)
-    mind = torch.full((s,), float("inf"), dtype=torch.float32, device=x.device)
-    assign = torch.zeros(s, dtype=torch.int32, device=x.device)
-    centres = torch.empty(k, d, dtype=torch.float32, device=x.device)
     # per-step bookkeeping single-threaded (a thread team per tiny op costs more than it
     # saves, and far more on a loaded machine: 9.5 s against 1.2 s at s=10k, k=1000 on 2
     # threads here); the (s, n_trials) matmul and the distance pass keep the threads when big
     big = s * n_trials * d >= SMALL_WORK
-    with small_op_threads(x.device) as nt:
+    with small_op_threads(xs.device) as nt:
         metric.threads = nt
         first = min(int(torch.rand((), generator=gen, device=gen.device, dtype=torch.float64) * s), s - 1)
-        c = metric.vec(first)
-        metric.update(None, c, 0, mind, assign)
-        mind[first] = -1.0
-        centres[0] = c
+        mind, assign, centres = _first_centre(metric, k, first)
         for t in range(1, k):
             w = mind.clamp(min=0.0).to(torch.float64).pow_(2)
             total = float(w.sum())
             if total > 0.0:
-                cand = torch.multinomial(w.to(gen.device), n_trials, replacement=True, generator=gen).to(x.device)
-                cx = xs.index_select(0, cand)
+                cand = torch.multinomial(w.to(gen.device), n_trials, replacement=True, generator=gen).to(xs.device)
                 with torch_threads(nt if big else 1):
-                    d2 = torch.addmm(xsn[:, None] + cx.pow(2).sum(1)[None, :], xs, cx.T, alpha=-2.0).clamp_(min=0.0)
-                    pot = torch.minimum(w.to(torch.float32)[:, None], d2).sum(0)
+                    pot = _candidate_potentials(xs, xsn, cand, w.to(torch.float32))
                 i = int(cand[int(torch.argmin(pot))])
             else:  # every remaining point duplicates a centre
                 i = d2_sample(mind, gen)
@@ -166,13 +178,7 @@ def kmeanspp_rows_device(xs: torch.Tensor, k: int, gen: torch.Generator,
     first = min(int(u[0, 0].item() * s), s - 1)
     xsn = xs.pow(2).sum(1)
     metric = EuclideanRows(xs)
-    mind = torch.full((s,), float("inf"), dtype=torch.float32, device=dev)
-    assign = torch.zeros(s, dtype=torch.int32, device=dev)
-    centres = torch.empty(k, d, dtype=torch.float32, device=dev)
-    c = metric.vec(first)
-    metric.update(None, c, 0, mind, assign)
-    mind[first] = -1.0
-    centres[0] = c
+    mind, assign, centres = _first_centre(metric, k, first)
 
     def step(u_row, out_row):
         w = mind.clamp(min=0.0).square()
@@ -181,9 +187,7 @@ def kmeanspp_rows_device(xs: torch.Tensor, k: int, gen: torch.Generator,
         w64 = torch.where(total > 0, w64, (mind >= 0).to(torch.float64))
         cs = torch.cumsum(w64, 0)
         cand = torch.searchsorted(cs, u_row * cs[-1], right=True).clamp_(max=s - 1)
-        cx = xs.index_select(0, cand)
-        d2 = torch.addmm(xsn[:, None] + cx.pow(2).sum(1)[None, :], xs, cx.T, alpha=-2.0).clamp_(min=0.0)
-        pot = torch.minimum(w[:, None], d2).sum(0)
+        pot = _candidate_potentials(xs, xsn, cand, w)
         best = cand.gather(0, pot.argmin().view(1))
         c = xs.index_select(0, best).view(d)
         metric.update(None, c, 0, mind, assign)

@@ -6,14 +6,14 @@ records its own error and the others go on; results go to ``out["autoal"]`` (and
 ``OUT_DIR/gpu_autoal.json`` when run directly). Card name next to every figure.
 No FAISS needed: the torch/Triton paths are what get measured.
 """
-import json
 import os
-import sys
 import time
 import traceback
 
 import torch
 from torch import nn
+
+from _common import main, time_ms
 
 #: Seconds after which the optional parts (1M pool) are skipped.
 TIME_BUDGET_S = float(os.environ.get("AUTOAL_GPU_BUDGET_S", "420"))
@@ -21,19 +21,6 @@ TIME_BUDGET_S = float(os.environ.get("AUTOAL_GPU_BUDGET_S", "420"))
 
 def _sync():
     torch.cuda.synchronize()
-
-
-def _time_ms(fn, reps=20, warmup=3):
-    for _ in range(warmup):
-        fn()
-    _sync()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(reps):
-        fn()
-    end.record()
-    _sync()
-    return start.elapsed_time(end) / reps
 
 
 def _softtopk(res):
@@ -69,7 +56,7 @@ def _softtopk(res):
             def step(backend=backend):
                 s = soft_topk(a, ratio * n, 0.05, backend=backend)
                 torch.autograd.grad((s * w).sum(), a)
-            row[f"{backend}_fwd_bwd_ms"] = _time_ms(step)
+            row[f"{backend}_fwd_bwd_ms"] = time_ms(step)
         row["ratio_triton_over_torch"] = row["triton_fwd_bwd_ms"] / row["torch_fwd_bwd_ms"]
         times[f"n{n}"] = row
     res["softtopk_time"] = times
@@ -176,10 +163,4 @@ def run(out: dict) -> None:
 
 
 if __name__ == "__main__":
-    out_dir = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("OUT", ".")
-    os.makedirs(out_dir, exist_ok=True)
-    results = {}
-    run(results)
-    with open(os.path.join(out_dir, "gpu_autoal.json"), "w") as f:
-        json.dump(results, f, indent=1, default=str)
-    print(json.dumps(results, indent=1, default=str))
+    main(run, "autoal")

@@ -13,14 +13,10 @@ torch.cuda.max_memory_allocated.
 """
 from __future__ import annotations
 
-import json
-import sys
 import time
 
 import torch
-
-BANDWIDTH = {"H200": 3.94e12, "H100": 3.35e12}
-
+from _common import main, peak_bandwidth
 
 def _sync():
     torch.cuda.synchronize()
@@ -63,7 +59,7 @@ def run(out: dict) -> dict:
 
     dev = torch.device("cuda")
     name = torch.cuda.get_device_name(0)
-    bw = next((v for k, v in BANDWIDTH.items() if k in name), None)
+    bw = peak_bandwidth(name)
     out["device"] = name
     out["bandwidth_Bps"] = bw
     g = torch.Generator(device=dev).manual_seed(0)
@@ -132,9 +128,4 @@ def run(out: dict) -> dict:
 
 
 if __name__ == "__main__":
-    res = run({})
-    text = json.dumps(res, indent=2, default=str)
-    print(text)
-    if len(sys.argv) > 1:
-        with open(sys.argv[1], "w") as f:
-            f.write(text)
+    main(run, "diversity")

@@ -14,6 +14,7 @@ import traceback
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # the scripts import _common, as when run directly
 ORDER = ["topk", "uncertainty", "diversity", "autoal", "scale", "kmeans_breakdown"]
 
 

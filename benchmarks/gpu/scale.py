@@ -9,13 +9,12 @@ query's peak, pool tensors included). If time is left, each candidate alone on t
 pool (``strategies.select``) for a breakdown. MC candidates use FitNet MC dropout over
 the embeddings (no mc_logits given). Every part records its own error.
 """
-import json
 import os
-import sys
 import time
 import traceback
 
 import torch
+from _common import main
 
 N, D, C, B = 1_000_000, 512, 100, 10_000
 N_LAB = 10_000
@@ -126,10 +125,4 @@ def run(out: dict) -> None:
 
 
 if __name__ == "__main__":
-    out = {}
-    run(out)
-    d = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("OUT", ".")
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, "gpu_scale.json"), "w") as f:
-        json.dump(out, f, indent=1, default=str)
-    print(json.dumps(out, indent=1, default=str))
+    main(run, "scale")

@@ -21,29 +21,32 @@ torch.cuda.max_memory_allocated. Results go into ``out["uncertainty"]``.
 """
 from __future__ import annotations
 
-import json
 import os
-import sys
 import time
 
 import torch
+from _common import main, peak_bandwidth
 
-BANDWIDTH = {"H200": 3.94e12, "H100": 3.35e12}
 #: AUTOAL_GPU_SWEEP=0 skips the launch sweeps (defaults and baselines only).
 SWEEP = os.environ.get("AUTOAL_GPU_SWEEP", "1") == "1"
-
-
-def _peak_bw(name: str):
-    for key, bw in BANDWIDTH.items():
-        if key in name:
-            return bw
-    return None
 
 
 def _bench_ms(fn) -> float:
     from triton.testing import do_bench
 
     return float(do_bench(fn, warmup=10, rep=50))
+
+
+def _sweep(launch, block_ns, warps=(1, 2, 4, 8)) -> dict:
+    """ms of ``launch(BLOCK_N=, num_warps=)`` over the grid; a failed launch records its error."""
+    out = {}
+    for bn in block_ns:
+        for nw in warps:
+            try:
+                out[f"BLOCK_N={bn},warps={nw}"] = _bench_ms(lambda: launch(BLOCK_N=bn, num_warps=nw))
+            except Exception as exc:  # noqa: BLE001 - e.g. out of registers/shared memory
+                out[f"BLOCK_N={bn},warps={nw}"] = repr(exc)[:200]
+    return out
 
 
 def _check(res: dict) -> bool:
@@ -111,7 +114,7 @@ def run(out: dict) -> dict:
     from autoal_fast.strategies.uncertainty import uncertainty_scores
 
     name = torch.cuda.get_device_properties(0).name
-    bw = _peak_bw(name)
+    bw = peak_bandwidth(name)
     res["device"] = name
     res["peak_bandwidth_Bps"] = bw
     res["triton"] = __import__("triton").__version__
@@ -138,14 +141,7 @@ def run(out: dict) -> dict:
         res[f"logits_1Mx1000_{label}_looped_baseline_ms"] = _bench_ms(
             lambda: K.fused_scores_triton(z, None, True, False, ONE_BLOCK=False, BLOCK_N=2, num_warps=4))
     for label, z in (("fp32", z32), ("bf16", z16)) if SWEEP else ():
-        sweep = {}
-        for bn in (1, 2, 4, 8):
-            for nw in (1, 2, 4, 8):
-                try:
-                    sweep[f"BLOCK_N={bn},warps={nw}"] = _bench_ms(
-                        lambda: K.fused_scores_triton(z, None, True, False, BLOCK_N=bn, num_warps=nw))
-                except Exception as exc:  # noqa: BLE001 - e.g. out of registers/shared memory
-                    sweep[f"BLOCK_N={bn},warps={nw}"] = repr(exc)[:200]
+        sweep = _sweep(lambda **cfg: K.fused_scores_triton(z, None, True, False, **cfg), (1, 2, 4, 8))
         for over in ({"VEC": 1, "BLOCK_N": 1, "num_warps": 1}, {"VEC": 1, "BLOCK_N": 2, "num_warps": 4}):
             sweep[",".join(f"{k}={v}" for k, v in over.items())] = _bench_ms(
                 lambda: K.fused_scores_triton(z, None, True, False, **over))
@@ -195,14 +191,7 @@ def run(out: dict) -> dict:
     res[f"six_{n // 1000}kx{c}_T{t}_fp32"] = entry
     res[f"six_{n // 1000}kx{c}_T{t}_fp32_looped_baseline_ms"] = _bench_ms(
         lambda: K.fused_scores_triton(z, x, True, True, ONE_BLOCK=False, BLOCK_N=2, num_warps=8))
-    sweep = {}
-    for bn in (1, 2, 4) if SWEEP else ():
-        for nw in (1, 2, 4, 8):
-            try:
-                sweep[f"BLOCK_N={bn},warps={nw}"] = _bench_ms(
-                    lambda: K.fused_scores_triton(z, x, True, True, BLOCK_N=bn, num_warps=nw))
-            except Exception as exc:  # noqa: BLE001
-                sweep[f"BLOCK_N={bn},warps={nw}"] = repr(exc)[:200]
+    sweep = _sweep(lambda **cfg: K.fused_scores_triton(z, x, True, True, **cfg), (1, 2, 4)) if SWEEP else {}
     res[f"six_{n // 1000}kx{c}_T{t}_fp32_sweep_ms"] = sweep
     best = min([(v, k) for k, v in sweep.items() if isinstance(v, float)] or [(ms, "default")])
     res[f"six_{n // 1000}kx{c}_T{t}_fp32_best"] = {"config": best[1], "ms": best[0],
@@ -225,9 +214,4 @@ def run(out: dict) -> dict:
 
 
 if __name__ == "__main__":
-    results = run({})
-    text = json.dumps(results, indent=1, default=str)
-    print(text)
-    if len(sys.argv) > 1:
-        with open(sys.argv[1], "w") as fh:
-            fh.write(text)
+    main(run, "uncertainty")
