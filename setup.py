@@ -75,6 +75,7 @@ setup(
         "autoal_fast",
         "autoal_fast.strategies",
         "autoal_fast.search",
+        "autoal_fast.experiment",
         "autoal_fast.kernels",
     ],
     package_dir={"autoal_fast.kernels": "kernels"},

@@ -113,9 +113,9 @@ def _run(args) -> int:
     config = None
     ck_path = os.path.join(out, CHECKPOINT)
     if args.resume and os.path.exists(ck_path):
-        from .experiment import _load_checkpoint
+        from .experiment.checkpoints import load_checkpoint
 
-        saved = _load_checkpoint(ck_path)["config"]
+        saved = load_checkpoint(ck_path)["config"]
         if opts:
             merged = dict(saved)
             merged.update({k: (list(v) if isinstance(v, tuple) else v) for k, v in opts.items()})
@@ -150,9 +150,9 @@ def _report(args) -> int:
 
 def _list() -> int:
     from . import strategies
-    from .datasets import DATASETS
     from .experiment import EXTRA_STRATEGIES
-    from .models import MODELS
+    from .experiment.datasets import DATASETS
+    from .experiment.models import MODELS
 
     print("datasets:   " + ", ".join(DATASETS) + ", or a path to an .npz (x_train, y_train, x_test, y_test)")
     print("strategies: " + ", ".join(strategies.names() + list(EXTRA_STRATEGIES)) + " (or 'all')")

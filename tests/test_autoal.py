@@ -268,7 +268,7 @@ def _digits_auc(strategy, seed, rounds, init, b, autoal_kw):
     perm = torch.randperm(len(X), generator=g)
     test, pool = perm[:500], perm[500:]
     lab, unl = pool[:init], pool[init:]
-    from autoal_fast.models import MLP
+    from autoal_fast.experiment.models import MLP
 
     model = MLP(10, 64, hidden=64, emb_dim=32, dropout=0.3)
     al = AutoAL(budget=b, seed=seed, **autoal_kw)

@@ -113,7 +113,7 @@ def test_report_merges_runs(tmp_path, capsys):
 
 
 def test_strategy_failure_names_strategy_round_and_resume(tmp_path, capsys, monkeypatch):
-    import autoal_fast.experiment as E
+    import autoal_fast.experiment.loop as E
 
     def boom(name, pool, k, **kw):
         raise ValueError("scores are NaN")

@@ -1,4 +1,4 @@
-"""autoal_fast.datasets: digits, Fashion-MNIST IDX folders, .npz files, and their errors."""
+"""autoal_fast.experiment.datasets: digits, Fashion-MNIST IDX folders, .npz files, and their errors."""
 import gzip
 import os
 import struct
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from autoal_fast.datasets import DATASETS, FASHION_MNIST_DIR, load_dataset, read_idx
+from autoal_fast.experiment.datasets import DATASETS, FASHION_MNIST_DIR, load_dataset, read_idx
 
 
 def _write_idx(path, arr, gz):

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from autoal_fast import PoolOutputs
-from autoal_fast.alb import ALBL
+from autoal_fast.experiment.alb import ALBL
 from autoal_fast.experiment import (ExperimentConfig, aubc, format_table, resolve_strategies, run_experiment,
                                     strategy_names, strip_timings)
-from autoal_fast.models import MLP, ResNet18, SmallCNN, build_model
+from autoal_fast.experiment.models import MLP, ResNet18, SmallCNN, build_model
 
 TINY = dict(dataset="digits", rounds=2, initial=20, budget=15, seeds=(0, 1), epochs=4, candidates=("margin", "coreset"))
 

@@ -122,7 +122,7 @@ class ALBL:
         -------
         torch.LongTensor of shape (k,): unique indices into ``pool``.
         """
-        from . import strategies
+        from .. import strategies
 
         n_u = pool.n_samples
         rng = np.random.default_rng(seed)

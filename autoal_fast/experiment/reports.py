@@ -1,0 +1,168 @@
+"""Reports of an experiment: AUBC, the summary in results.json, the console table, the CSV,
+the learning-curve plot, and the merging of runs made apart."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+
+import numpy as np
+
+from .checkpoints import write_text_atomic
+from .config import EXTRA_STRATEGIES, ExperimentConfig
+
+__all__ = ["aubc", "summarise", "strip_timings", "format_table", "merge_results", "write_reports"]
+
+
+def aubc(labeled, acc) -> float:
+    """Area under the accuracy vs labeled-count curve (trapezoids) / the labeled-count range."""
+    x = np.asarray(labeled, dtype=np.float64)
+    y = np.asarray(acc, dtype=np.float64)
+    if x.size == 0:
+        return float("nan")
+    if x.size == 1 or x[-1] == x[0]:
+        return float(y.mean())
+    return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2.0) / (x[-1] - x[0]))
+
+
+def summarise(runs_by_strategy: dict, cfg: ExperimentConfig, complete: bool) -> dict:
+    out = {}
+    for name in cfg.strategies:
+        runs = [runs_by_strategy[name][s] for s in cfg.seeds if s in runs_by_strategy.get(name, {})]
+        if not runs:
+            continue
+        a = np.array([r["aubc"] for r in runs], dtype=np.float64)
+
+        def per_round(key):
+            v = [rd[key] for r in runs for rd in r["rounds"] if rd.get(key) is not None]
+            return float(np.mean(v)) if v else None
+
+        out[name] = {
+            "aubc_mean": float(a.mean()),
+            "aubc_std": float(a.std(ddof=0)),
+            "final_acc_mean": float(np.mean([r["rounds"][-1]["test_acc"] for r in runs])),
+            "train_seconds_per_round": per_round("train_seconds"),
+            "query_seconds_per_round": per_round("query_seconds"),
+            "select_seconds_per_round": per_round("select_seconds"),
+            "runs": runs,
+        }
+    return {"complete": complete, "strategies": out, "config": cfg.to_dict()}
+
+
+def strip_timings(obj):
+    """A copy of results without wall-clock timings (keys ending in ``_seconds``), for comparisons."""
+    if isinstance(obj, dict):
+        return {k: strip_timings(v) for k, v in obj.items()
+                if not (k.endswith("_seconds") or k.endswith("_seconds_per_round"))}
+    if isinstance(obj, list):
+        return [strip_timings(v) for v in obj]
+    return obj
+
+
+def format_table(results: dict) -> str:
+    """The console table: AUBC mean +/- std, final accuracy, seconds per round.
+
+    ``query`` is the whole query step (pool pass + strategy), ``select`` the strategy
+    alone; with entropy in the results, ``x entropy`` is the query step's time over entropy's.
+    """
+    strat = results["strategies"]
+    ref = strat.get("entropy", {}).get("query_seconds_per_round")
+    head = (f"{'strategy':<18}{'AUBC':>18}{'final acc':>11}{'train s/rd':>12}{'query s/rd':>12}"
+            f"{'select s/rd':>13}" + (f"{'x entropy':>11}" if ref else ""))
+    lines = [head, "-" * len(head)]
+    rows = sorted(strat.items(), key=lambda kv: -kv[1]["aubc_mean"])
+
+    def fmt(v):
+        return f"{v:.3f}" if v is not None else "-"
+
+    for name, r in rows:
+        q = r["query_seconds_per_round"]
+        lines.append(f"{name:<18}{r['aubc_mean']:>11.4f} ± {r['aubc_std']:.4f}{r['final_acc_mean']:>11.4f}"
+                     f"{fmt(r['train_seconds_per_round']):>12}{fmt(q):>12}"
+                     f"{fmt(r['select_seconds_per_round']):>13}"
+                     + (f"{(q / ref if q is not None else float('nan')):>11.2f}" if ref else ""))
+    return "\n".join(lines)
+
+
+def merge_results(results_list, notes=None) -> dict:
+    """Combine the results of runs that differ only in their strategies (e.g. run apart).
+
+    A strategy found in several keeps its first occurrence; ``notes`` (a list) gets a line for each
+    one left out.
+    """
+    if not results_list:
+        raise ValueError("merge_results needs at least one results dict")
+    base = dict(results_list[0]["config"])
+    merged = {"complete": all(r.get("complete", False) for r in results_list), "strategies": {},
+              "config": dict(base, strategies=[])}
+    for i, r in enumerate(results_list):
+        cfg = r["config"]
+        diff = sorted(k for k in set(base) | set(cfg) if k != "strategies" and base.get(k) != cfg.get(k))
+        if diff:
+            raise ValueError(f"cannot merge results whose configs differ in {diff}: "
+                             f"{[base.get(k) for k in diff]} vs {[cfg.get(k) for k in diff]}")
+        for name, v in r["strategies"].items():
+            if name in merged["strategies"]:
+                if notes is not None:
+                    notes.append(f"{name!r} of results #{i + 1} left out: an earlier one has it")
+                continue
+            merged["strategies"][name] = v
+            merged["config"]["strategies"].append(name)
+    return merged
+
+
+def _csv_text(results: dict) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    cols = ["round", "labeled", "test_acc", "train_seconds", "query_seconds", "score_seconds", "select_seconds"]
+    w.writerow(["strategy", "seed"] + cols)
+    for name, r in results["strategies"].items():
+        for run in r["runs"]:
+            for rd in run["rounds"]:
+                w.writerow([name, run["seed"]] + ["" if rd.get(c) is None else rd[c] for c in cols])
+    return buf.getvalue()
+
+
+def _plot(results: dict, path: str) -> bool:
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        print("matplotlib is not installed: no learning-curve PNG (pip install matplotlib)", file=sys.stderr)
+        return False
+    fig = Figure(figsize=(7.5, 4.8), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    order = sorted(results["strategies"].items(), key=lambda kv: -kv[1]["aubc_mean"])
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10"] if len(order) <= 10 else colormaps["tab20"]
+    for i, (name, r) in enumerate(order):
+        curves = np.array([[rd["test_acc"] for rd in run["rounds"]] for run in r["runs"]], dtype=np.float64)
+        x = np.array([rd["labeled"] for rd in r["runs"][0]["rounds"]], dtype=np.float64)
+        m, s = curves.mean(0), curves.std(0)
+        style = "-" if name in EXTRA_STRATEGIES else ("--" if i % 2 else "-.")
+        lw = 2.4 if name in EXTRA_STRATEGIES else 1.2
+        color = cmap(i % cmap.N) if len(order) <= 10 else cmap((2 * i) % 20 + (2 * i) // 20)
+        (line,) = ax.plot(x, m, style, lw=lw, color=color, label=f"{name} ({r['aubc_mean']:.3f})")
+        ax.fill_between(x, m - s, m + s, color=line.get_color(), alpha=0.12, lw=0)
+    cfg = results["config"]
+    ax.set_xlabel("labeled samples")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"{os.path.basename(str(cfg['dataset']))}: mean ± std over {len(cfg['seeds'])} seed(s); (AUBC)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    return True
+
+
+def write_reports(results: dict, out: str, plot: bool = True) -> None:
+    """Write results.json, results.csv and (with matplotlib) learning_curves.png into ``out``."""
+    os.makedirs(out, exist_ok=True)
+    write_text_atomic(json.dumps(results, indent=1, sort_keys=False) + "\n", os.path.join(out, "results.json"))
+    write_text_atomic(_csv_text(results), os.path.join(out, "results.csv"))
+    if plot and results["strategies"]:
+        _plot(results, os.path.join(out, "learning_curves.png"))
