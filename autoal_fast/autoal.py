@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import math
 import numbers
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +27,7 @@ from .search.candidates import Candidates, compute_candidates
 from .search.nets import FitNet, SearchNet
 from .search.relax import aggregate
 from .strategies import MC_BASED, PAPER_CANDIDATES, check_pool, names as strategy_names
+from .streaming import OutputSink, StreamPlan
 
 __all__ = ["AutoAL", "QueryResult"]
 
@@ -624,49 +624,26 @@ class AutoAL:
         The chosen global ids (same type as ``unlabeled_ids``: numpy in, numpy out), best first.
         """
         caller = "AutoAL.query_model"
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module ({caller}); got {type(model).__name__}")
-        lab_ids = _as_ids(labeled_ids, "labeled_ids", caller)
-        unl_ids = _as_ids(unlabeled_ids, "unlabeled_ids", caller)
-        if unl_ids.numel() == 0:
-            raise ValueError(f"unlabeled_ids is empty ({caller})")
-        both = torch.isin(unl_ids, lab_ids)
-        if bool(both.any()):
-            raise ValueError(f"labeled_ids and unlabeled_ids must be disjoint ({caller}); "
-                             f"{int(both.sum())} id(s) are in both, e.g. {int(unl_ids[both][0])}")
-        mc_passes = check_int(mc_passes, "mc_passes", caller, low=0)
-        if mc_passes == 1:
-            raise ValueError(f"mc_passes must be 0 or >= 2 ({caller}); got 1")
-        if head == "auto":
-            head = getattr(model, "head", None)
-            head = head if isinstance(head, nn.Module) else None
-        elif head is not None and not isinstance(head, nn.Module):
-            raise TypeError(f"head must be 'auto', an nn.Module or None ({caller}); got {type(head).__name__}")
-        bs = batch_size if batch_size is not None else min(self.chunk_size, 1024)
-        bs = check_int(bs, "batch_size", caller, low=1)
+        plan = StreamPlan.check(model, labeled_ids, unlabeled_ids, head=head, mc_passes=mc_passes,
+                                batch_size=batch_size if batch_size is not None else min(self.chunk_size, 1024),
+                                caller=caller)
+        n_unl = int(plan.unlabeled_ids.numel())
         if k is None:
             if self.budget is None:
                 raise ValueError(f"k is required ({caller}) when AutoAL has no budget")
             k = self.budget
-        k = check_k(k, int(unl_ids.numel()), caller, pool_name="len(unlabeled_ids)")
-        sink = OutputSink(int(unl_ids.numel()), mc_passes, outputs_dir, outputs_dtype, caller)
-        lab = model_outputs(model, data, lab_ids, bs, 0)
-        mc_seed = (_derive_seed(self.seed, self.round_, 3) if self.seed is not None
-                   else int(torch.randint(0, 2**62, (1,)).item()))
-        dev = _module_device(model)
-        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-            torch.manual_seed(mc_seed)  # the MC-dropout passes are seeded too
-            unl = model_outputs(model, data, unl_ids, bs, mc_passes,
-                                head=head if mc_passes == 0 else None, sink=sink, progress=progress)
-        self.fit(lab, labels, k=k, n_pool=int(unl_ids.numel()))
+        k = check_k(k, n_unl, caller, pool_name="len(unlabeled_ids)")
+        sink = OutputSink(n_unl, plan.mc_passes, outputs_dir, outputs_dtype, caller)
+
+        def mc_seed():  # drawn after the labeled pass, as the unlabeled one is seeded with it
+            return (_derive_seed(self.seed, self.round_, 3) if self.seed is not None
+                    else int(torch.randint(0, 2**62, (1,)).item()))
+
+        lab, unl = plan.run(data, sink, mc_seed, progress)
+        self.fit(lab, labels, k=k, n_pool=n_unl)
         res = self.query(unl, k)
         self.last_query_ = res
-        chosen = unl_ids[res.indices.cpu()]
-        if is_array(unlabeled_ids):
-            return chosen.numpy()
-        if isinstance(unlabeled_ids, torch.Tensor):
-            return chosen.to(unlabeled_ids.device)
-        return chosen
+        return plan.global_ids(res.indices, like=unlabeled_ids)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
@@ -756,146 +733,3 @@ class _DeviceHead(nn.Module):
     def mc_suffix(self, state):
         h, device = state
         return self.net.mc_suffix(h).to(device)
-
-
-def _as_ids(ids, name, caller) -> torch.Tensor:
-    if isinstance(ids, torch.Tensor):
-        t = ids.detach().cpu()
-    else:
-        t = torch.as_tensor(np.asarray(ids))
-    if t.is_floating_point() or t.dtype == torch.bool or t.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array of integer ids ({caller}); got dtype {t.dtype}, "
-                         f"shape {tuple(t.shape)}")
-    return t.to(torch.int64)
-
-
-def _module_device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
-def _set_dropout_train(model: nn.Module, on: bool) -> None:
-    for m in model.modules():
-        if isinstance(m, nn.modules.dropout._DropoutNd):
-            m.train(on)
-
-
-@torch.no_grad()
-def model_outputs(model: nn.Module, data, ids: torch.Tensor, batch_size: int, mc_passes: int = 0,
-                  head: nn.Module | None = None, sink: "OutputSink | None" = None,
-                  progress: bool = False) -> PoolOutputs:
-    """One streamed pass of ``model`` over ``data[ids]``: PoolOutputs on the model's device,
-    or memory-mapped files when ``sink`` writes to a folder.
-
-    Eval mode, no grad; with ``mc_passes`` > 0 each batch also runs ``mc_passes`` times
-    with only the Dropout modules in train mode. Training flags are restored.
-    """
-    device = _module_device(model)
-    sink = sink if sink is not None else OutputSink(int(ids.numel()), mc_passes)
-    flags = {m: m.training for m in model.modules()}
-    model.eval()
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=int(ids.numel()), desc="model outputs", unit="sample")
-    try:
-        for xb in _batches(data, ids, batch_size):
-            xb = xb.to(device)
-            out = model(xb)
-            if not (isinstance(out, (tuple, list)) and len(out) == 2):
-                raise TypeError("model(x) must return (logits, embeddings) (AutoAL.query_model)")
-            lg, em = out
-            mc = None
-            if mc_passes:
-                _set_dropout_train(model, True)
-                mc = torch.stack([model(xb)[0].float() for _ in range(mc_passes)])
-                _set_dropout_train(model, False)
-            sink.add(lg.float(), em.reshape(em.shape[0], -1).float(), mc)
-            if bar is not None:
-                bar.update(int(xb.shape[0]))
-    finally:
-        for m, f in flags.items():
-            m.training = f
-        if bar is not None:
-            bar.close()
-    return sink.pool(head)
-
-
-class OutputSink:
-    """Where ``model_outputs`` puts the pool's outputs: lists of tensors in memory, or
-    ``.npy`` files in ``out_dir`` written batch by batch (opened once the first batch
-    gives the widths) and handed back memory-mapped."""
-
-    DTYPES = {"float32": np.float32, "float16": np.float16}
-
-    def __init__(self, n: int, mc_passes: int, out_dir=None, dtype="float32", caller="model_outputs"):
-        key = dtype if isinstance(dtype, str) else {np.float32: "float32", np.float16: "float16",
-                                                     torch.float32: "float32", torch.float16: "float16"}.get(dtype)
-        if key not in self.DTYPES:
-            raise ValueError(f"outputs_dtype must be 'float32' or 'float16' ({caller}); got {dtype!r}")
-        self.n, self.mc_passes, self.dtype = n, mc_passes, self.DTYPES[key]
-        self.dir = None
-        if out_dir is not None:
-            self.dir = os.fspath(out_dir)
-            if os.path.exists(self.dir) and not os.path.isdir(self.dir):
-                raise ValueError(f"outputs_dir must be a folder ({caller}); {self.dir!r} is a file")
-            os.makedirs(self.dir, exist_ok=True)
-        self.parts = {"logits": [], "embeddings": [], "mc_logits": []}
-        self.files = {}
-        self.filled = 0
-
-    def add(self, logits, emb, mc):
-        if self.dir is None:
-            self.parts["logits"].append(logits)
-            self.parts["embeddings"].append(emb)
-            if mc is not None:
-                self.parts["mc_logits"].append(mc)
-            return
-        b = int(logits.shape[0])
-        if not self.files:
-            shapes = {"logits": (self.n, logits.shape[1]), "embeddings": (self.n, emb.shape[1])}
-            if mc is not None:
-                shapes["mc_logits"] = (mc.shape[0], self.n, mc.shape[2])
-            for name, shape in shapes.items():
-                self.files[name] = np.lib.format.open_memmap(os.path.join(self.dir, f"{name}.npy"), mode="w+",
-                                                             dtype=self.dtype, shape=shape)
-        sl = slice(self.filled, self.filled + b)
-        self.files["logits"][sl] = logits.detach().cpu().numpy()
-        self.files["embeddings"][sl] = emb.detach().cpu().numpy()
-        if mc is not None:
-            self.files["mc_logits"][:, sl] = mc.detach().cpu().numpy()
-        self.filled += b
-
-    def pool(self, head) -> PoolOutputs:
-        if self.dir is None:
-            mc = torch.cat(self.parts["mc_logits"], dim=1) if self.parts["mc_logits"] else None
-            return PoolOutputs(torch.cat(self.parts["logits"]), embeddings=torch.cat(self.parts["embeddings"]),
-                               mc_logits=mc, head=head)
-        paths = {name: os.path.join(self.dir, f"{name}.npy") for name in self.files}
-        for arr in self.files.values():
-            arr.flush()
-        self.files.clear()
-        maps = {name: np.load(path, mmap_mode="r") for name, path in paths.items()}
-        return PoolOutputs(maps["logits"], embeddings=maps["embeddings"], mc_logits=maps.get("mc_logits"),
-                           head=head)
-
-
-def _batches(data, ids: torch.Tensor, batch_size: int):
-    if isinstance(data, torch.Tensor):
-        for start in range(0, ids.numel(), batch_size):
-            yield data[ids[start:start + batch_size].to(data.device)]
-        return
-    if is_array(data):
-        for start in range(0, ids.numel(), batch_size):
-            yield torch.as_tensor(data[ids[start:start + batch_size].numpy()])
-        return
-    from torch.utils.data import DataLoader, Subset
-
-    # its own generator: a DataLoader draws a base seed at each iteration start, which
-    # would otherwise shift the global stream that the MC-dropout passes use
-    loader = DataLoader(Subset(data, ids.tolist()), batch_size=batch_size, shuffle=False,
-                        generator=torch.Generator())
-    for item in loader:
-        yield item[0] if isinstance(item, (tuple, list)) else item
