@@ -14,7 +14,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._validation import FLOAT_DTYPES, check_k, is_array
+import bisect
+
+from ._validation import FLOAT_DTYPES, check_bool, check_int, check_k, is_array, native_array
 
 _NAN_POLICIES = ("raise", "omit")
 
@@ -30,27 +32,39 @@ def _load_ext():
     return _C
 
 
-def _check_args(x, k, largest, nan_policy, caller):
-    if nan_policy not in _NAN_POLICIES:
+def _check_nan_policy(nan_policy, caller):
+    if not isinstance(nan_policy, str) or nan_policy not in _NAN_POLICIES:
         raise ValueError(f"nan_policy must be one of {_NAN_POLICIES} ({caller}); got {nan_policy!r}")
-    if not isinstance(largest, (bool, np.bool_)):
-        raise TypeError(f"largest must be a bool ({caller}); got {type(largest).__name__}")
+    return nan_policy
+
+
+def _check_scores(x, caller, name="x"):
+    """``x`` checked, as given (torch) or as a native-byte-order numpy array (one copy
+    only when the byte order is swapped); ``name`` is the argument the user passed."""
     if isinstance(x, torch.Tensor):
         if x.dtype not in FLOAT_DTYPES:
-            raise TypeError(f"x must be float16, bfloat16, float32 or float64 ({caller}); got {x.dtype}")
+            raise TypeError(f"{name} must be float16, bfloat16, float32 or float64 ({caller}); got {x.dtype}")
     elif is_array(x):
-        if x.dtype not in (np.float16, np.float32, np.float64):
-            raise TypeError(f"x must be float16, float32 or float64 ({caller}); got numpy dtype {x.dtype}")
+        if x.dtype.kind != "f":
+            raise TypeError(f"{name} must be float16, float32 or float64 ({caller}); got numpy dtype {x.dtype}")
+        x = native_array(x, name, caller)  # longdouble raises; swapped byte order is copied
     else:
-        raise TypeError(f"x must be a torch.Tensor or numpy array ({caller}); got {type(x).__name__}")
+        raise TypeError(f"{name} must be a torch.Tensor or numpy array ({caller}); got {type(x).__name__}")
     if x.ndim != 1:
-        raise ValueError(f"x must be 1-D of shape (n,) ({caller}); got shape {tuple(x.shape)}")
-    return check_k(k, int(x.shape[0]), caller, allow_zero=True, pool_name="n")
+        raise ValueError(f"{name} must be 1-D of shape (n,) ({caller}); got shape {tuple(x.shape)}")
+    return x
 
 
-def _nan_error(count, caller):
+def _check_args(x, k, largest, nan_policy, caller):
+    _check_nan_policy(nan_policy, caller)
+    check_bool(largest, "largest", caller)
+    x = _check_scores(x, caller)
+    return x, check_k(k, int(x.shape[0]), caller, allow_zero=True, pool_name="n")
+
+
+def _nan_error(count, caller, name="x"):
     return ValueError(
-        f"x contains {count} NaN value(s) ({caller}); NaN is never ranked: clean the scores "
+        f"{name} contains {count} NaN value(s) ({caller}); NaN is never ranked: clean the scores "
         "or pass nan_policy='omit' to drop them"
     )
 
@@ -145,7 +159,7 @@ def topk(x, k, largest=True, *, nan_policy="raise"):
     (array([3., 3.]), array([1, 2]))
     """
     caller = "topk"
-    k = _check_args(x, k, largest, nan_policy, caller)
+    x, k = _check_args(x, k, largest, nan_policy, caller)
     if isinstance(x, torch.Tensor) and x.device.type != "cpu":
         v, i = _torch_topk_exact(x.detach(), k, largest, nan_policy, caller)
         return v, i
@@ -160,9 +174,15 @@ class TopK:
     """Streaming exact top-k over scores that arrive in chunks.
 
     ``update(chunk, offset=None)`` takes the next chunk, whose first element has
-    global index ``offset`` (default: the number of elements seen so far);
-    ``result()`` returns what ``topk`` would give on the concatenation
-    (ties to the lower global index). Memory: O(k) beyond the chunk.
+    global index ``offset`` (default: the number of elements seen so far, i.e. one
+    past the highest index seen); ``result()`` returns what ``topk`` would give on
+    the concatenation (ties to the lower global index). Memory: O(k) beyond the
+    chunk, plus one (start, end) pair per run of contiguous chunks.
+
+    Offsets: chunks may come in any order and leave gaps, but each global index
+    is scored once: a chunk whose range ``[offset, offset + len(chunk))`` overlaps
+    an earlier chunk's raises ValueError naming ``offset`` (and leaves the state
+    as it was), since the same index would otherwise be ranked twice.
 
     Examples
     --------
@@ -174,31 +194,55 @@ class TopK:
     """
 
     def __init__(self, k, largest=True, *, nan_policy="raise"):
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
-            raise ValueError(f"k must be an int >= 0 (TopK); got {k!r}")
-        if nan_policy not in _NAN_POLICIES:
-            raise ValueError(f"nan_policy must be one of {_NAN_POLICIES} (TopK); got {nan_policy!r}")
-        self.k = int(k)
-        self.largest = bool(largest)
+        caller = "TopK"
+        self.k = check_int(k, "k", caller, low=0)
+        self.largest = check_bool(largest, "largest", caller)
+        _check_nan_policy(nan_policy, caller)
         self.nan_policy = nan_policy
         self.seen = 0
         self._values = np.empty(0, dtype=np.float64)
         self._indices = np.empty(0, dtype=np.int64)
         self._kind = None  # (is_torch, dtype, device) of the first chunk
+        self._starts, self._ends = [], []  # sorted disjoint [start, end) ranges seen
+
+    def _check_overlap(self, lo: int, hi: int, caller: str) -> int:
+        """Position where [lo, hi) goes in the ranges seen; raises if it overlaps one."""
+        j = bisect.bisect_right(self._starts, lo)
+        prev_end = self._ends[j - 1] if j else -1
+        next_start = self._starts[j] if j < len(self._starts) else None
+        if prev_end > lo or (next_start is not None and next_start < hi):
+            s, e = (self._starts[j - 1], prev_end) if prev_end > lo else (next_start, self._ends[j])
+            raise ValueError(
+                f"offset={lo} makes this chunk (indices [{lo}, {hi})) overlap the indices [{s}, {e}) "
+                f"of earlier chunks ({caller}); each index may be scored once"
+            )
+        return j
+
+    def _add_range(self, j: int, lo: int, hi: int) -> None:
+        if j and self._ends[j - 1] == lo:  # extends the previous run
+            self._ends[j - 1] = hi
+            if j < len(self._starts) and self._starts[j] == hi:
+                self._ends[j - 1] = self._ends.pop(j)
+                self._starts.pop(j)
+        elif j < len(self._starts) and self._starts[j] == hi:
+            self._starts[j] = lo
+        else:
+            self._starts.insert(j, lo)
+            self._ends.insert(j, hi)
 
     def update(self, chunk, offset=None):
         caller = "TopK.update"
-        n = int(chunk.shape[0]) if hasattr(chunk, "shape") and chunk.ndim == 1 else None
-        _check_args(chunk, min(self.k, n or 0), self.largest, "omit", caller)
+        chunk = _check_scores(chunk, caller, "chunk")
+        n = int(chunk.shape[0])
         if offset is None:
             offset = self.seen
         if isinstance(offset, bool) or not isinstance(offset, (int, np.integer)) or offset < 0:
             raise ValueError(f"offset must be an int >= 0 ({caller}); got {offset!r}")
+        offset = int(offset)
+        pos = self._check_overlap(offset, offset + n, caller) if n else None
         kind = (isinstance(chunk, torch.Tensor), chunk.dtype,
                 chunk.device if isinstance(chunk, torch.Tensor) else None)
-        if self._kind is None:
-            self._kind = kind
-        elif kind[0] != self._kind[0]:
+        if self._kind is not None and kind[0] != self._kind[0]:
             raise TypeError(f"chunk must be of the same kind as the first chunk ({caller}): "
                             "do not mix numpy arrays and torch tensors")
         if isinstance(chunk, torch.Tensor) and chunk.device.type != "cpu":
@@ -211,7 +255,11 @@ class TopK:
             v, i, nan_count = _load_ext().topk(arr, min(self.k, n), self.largest, torch.get_num_threads())
             v = v.astype(np.float64)
         if nan_count and self.nan_policy == "raise":
-            raise _nan_error(nan_count, caller)
+            raise _nan_error(nan_count, caller, "chunk")
+        if self._kind is None:
+            self._kind = kind
+        if n:
+            self._add_range(pos, offset, offset + n)
         self.seen = max(self.seen, int(offset) + n)
         values = np.concatenate([self._values, v])
         indices = np.concatenate([self._indices, i.astype(np.int64) + int(offset)])

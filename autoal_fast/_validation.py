@@ -39,18 +39,41 @@ def is_array(x) -> bool:
     return isinstance(x, (np.ndarray, np.memmap))
 
 
+#: numpy float dtypes torch takes as they are; other float kinds (longdouble) are refused.
+NUMPY_FLOATS = (np.float16, np.float32, np.float64)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def native_array(x: np.ndarray, name: str, caller: str) -> np.ndarray:
+    """``x`` as an array torch can wrap: itself when it can (no copy, memmaps stay
+    memmaps), else one copy: negative strides -> contiguous, non-native byte order
+    -> native. Float kinds torch has no type for (longdouble) raise TypeError naming
+    ``name``: a cast would round them, so it is the caller's to make."""
+    if x.dtype.kind == "f" and x.dtype.newbyteorder("=").type not in NUMPY_FLOATS:
+        raise TypeError(
+            f"{name} must be float16, float32 or float64 ({caller}); got numpy dtype {x.dtype}, which "
+            f"torch cannot hold: cast it yourself, e.g. {name}.astype(np.float64)"
+        )
+    if not x.dtype.isnative:
+        x = x.astype(x.dtype.newbyteorder("="))
+    if any(s < 0 for s in x.strides):
+        x = np.ascontiguousarray(x)
+    return x
+
+
 def as_tensor_view(x, name: str, caller: str) -> torch.Tensor:
     """A torch view of a numpy array (no copy) or the tensor itself.
 
     numpy float16/float32/float64 map to the same torch dtype; anything else
-    non-floating is refused rather than guessed at.
+    non-floating is refused rather than guessed at. Arrays torch cannot view
+    (negative strides, non-native byte order) are copied once (``native_array``).
     """
     if isinstance(x, torch.Tensor):
         return x
     if is_array(x):
         if x.dtype.kind != "f":
             raise TypeError(f"{name} must hold floating-point values ({caller}); got numpy dtype {x.dtype}")
-        arr = np.asarray(x)
+        arr = native_array(np.asarray(x), name, caller)
         if not arr.flags.writeable:
             # np.load(..., mmap_mode="r") is read-only; torch warns that it has no
             # read-only tensors. autoal_fast never writes to pool arrays, so the
@@ -60,6 +83,77 @@ def as_tensor_view(x, name: str, caller: str) -> torch.Tensor:
                 return torch.from_numpy(arr)
         return torch.from_numpy(arr)
     raise TypeError(f"{name} must be a torch.Tensor or numpy array ({caller}); got {type(x).__name__}")
+
+
+def check_bool(value, name: str, caller: str) -> bool:
+    """A Python or numpy bool; anything else (a string "False", 0/1) raises TypeError."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool ({caller}); got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def check_device(device, name: str, caller: str) -> torch.device:
+    """A torch.device that exists here: a bad string, a wrong type, or a CUDA device on
+    a machine without one (or an index past the last GPU) raises, naming ``name``."""
+    if isinstance(device, bool) or not isinstance(device, (str, torch.device, numbers.Integral)):
+        raise TypeError(f"{name} must be a str or torch.device such as 'cpu' or 'cuda:0' ({caller}); "
+                        f"got {type(device).__name__} {device!r}")
+    if isinstance(device, numbers.Integral):
+        device = f"cuda:{int(device)}"  # torch's meaning of an int device
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ValueError(f"{name} must be a device such as 'cpu', 'cuda' or 'cuda:0' ({caller}); "
+                         f"got {device!r}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{name}={str(device)!r} but CUDA is not available on this machine ({caller}); "
+                             "use device='cpu'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"{name}={str(device)!r} but this machine has {torch.cuda.device_count()} "
+                             f"CUDA device(s) ({caller})")
+    elif dev.type not in ("cpu", "mps", "xpu"):
+        raise ValueError(f"{name} must be a CPU or CUDA device ({caller}); got {str(device)!r}")
+    return dev
+
+
+def check_ids(ids, name: str, caller: str, n_total: int | None = None) -> torch.Tensor:
+    """1-D unique int64 ids in [0, n_total) on CPU (numpy, torch or a list of ints).
+
+    Negative ids are refused rather than wrapped around; duplicates are refused
+    rather than queried twice. Empty is allowed (the caller decides)."""
+    if isinstance(ids, torch.Tensor):
+        t = ids.detach().cpu()
+    else:
+        try:
+            arr = np.asarray(ids)
+        except (ValueError, TypeError):
+            raise TypeError(f"{name} must be a 1-D array of integer ids ({caller}); "
+                            f"got {type(ids).__name__}") from None
+        if arr.size == 0 and arr.dtype.kind == "f":
+            arr = arr.astype(np.int64)  # np.asarray([]) is float64: an empty list of ids
+        if arr.dtype.kind not in "iu":
+            raise ValueError(f"{name} must be a 1-D array of integer ids ({caller}); got dtype {arr.dtype}, "
+                             f"shape {arr.shape}")
+        if arr.dtype == np.uint64 and arr.size and int(arr.max()) > 2**63 - 1:
+            raise ValueError(f"{name} must hold ids that fit int64 ({caller}); got {int(arr.max())}")
+        t = torch.from_numpy(native_array(arr, name, caller).astype(np.int64, copy=False))
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool or t.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array of integer ids ({caller}); got dtype {t.dtype}, "
+                         f"shape {tuple(t.shape)}")
+    t = t.to(torch.int64)
+    if t.numel():
+        lo, hi = int(t.min()), int(t.max())
+        if lo < 0:
+            raise ValueError(f"{name} must be ids >= 0 ({caller}); got {lo} (negative ids are not "
+                             "wrapped around)")
+        if n_total is not None and hi >= n_total:
+            raise ValueError(f"{name} must be ids in [0, len(data)={n_total}) ({caller}); got {hi}")
+        u, counts = torch.unique(t, return_counts=True)
+        if u.numel() != t.numel():
+            raise ValueError(f"{name} must be unique ({caller}); {int((counts > 1).sum())} id(s) repeat, "
+                             f"e.g. {int(u[counts > 1][0])}")
+    return t
 
 
 def check_float_dtype(t: torch.Tensor, name: str, caller: str) -> None:
@@ -89,3 +183,21 @@ def check_finite_rows(t: torch.Tensor, name: str, caller: str, chunk_bytes: int 
         if not bool(ok.all()):
             i = lo + int(torch.nonzero(~ok)[0, 0])
             raise ValueError(f"{name} contain NaN/inf at row {i} ({caller})")
+        if t.dtype == torch.float64:
+            check_fits_float32(t[lo:lo + rows], name, caller, offset=lo)
+
+
+def check_fits_float32(t: torch.Tensor, name: str, caller: str, offset: int = 0) -> None:
+    """float64 values beyond float32's range would become inf in the float32 compute:
+    raise ValueError saying so (naming the row) rather than calling them NaN/inf."""
+    if t.dtype != torch.float64 or t.numel() == 0:
+        return
+    big = t.abs() > FLOAT32_MAX
+    if big.ndim > 1:
+        big = big.flatten(1).any(1)
+    if bool(big.any()):
+        i = offset + int(torch.nonzero(big)[0, 0])
+        raise ValueError(
+            f"{name} overflow float32 at row {i} ({caller}): finite float64 values beyond "
+            f"+/-{FLOAT32_MAX:.4g}, which the float32 compute cannot hold; rescale them"
+        )

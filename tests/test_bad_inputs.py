@@ -1,0 +1,220 @@
+"""Bad input at every public door, in the manner of scikit-learn's estimator checks.
+
+``BAD`` is one table: a row per case, (entry point, case id, call, expected exception
+type, substring the message must contain: the argument the user passed). ``EDGE`` holds
+legal edge cases with their correct results. A new public function joins both tables:
+``test_every_public_entry_point_is_in_the_table`` fails when one is missing.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import autoal_fast as aaf
+from autoal_fast import PoolOutputs, TopK, topk
+from autoal_fast import strategies as S
+
+N, C, D, T = 24, 3, 5, 3
+
+
+def _rng():
+    return np.random.default_rng(0)
+
+
+def L(n=N, dtype=np.float32):
+    return _rng().standard_normal((n, C)).astype(dtype)
+
+
+def E(n=N, d=D, dtype=np.float32):
+    return np.random.default_rng(1).standard_normal((n, d)).astype(dtype)
+
+
+def MC(n=N, t=T, dtype=np.float32):
+    return np.random.default_rng(2).standard_normal((t, n, C)).astype(dtype)
+
+
+def pool(**kw):
+    args = dict(logits=L(), embeddings=E(), mc_logits=MC())
+    args.update(kw)
+    return PoolOutputs(**args)
+
+
+def labeled(n=12, d=D):
+    return PoolOutputs(L(n), E(n, d))
+
+
+def _topk_stream(k, *chunks, **kw):
+    s = TopK(k, **kw)
+    for chunk, off in chunks:
+        s.update(chunk, off)
+    return s.result()
+
+
+X = np.array([5.0, 4.0, 3.0, 9.0, 1.0])
+HUGE64 = np.array([[1e300, 0.0, 1.0]] + [[0.0, 1.0, 2.0]] * (N - 1))
+
+# (entry point, case id, call, exception type, substring of the message)
+BAD = [
+    # ---- topk
+    ("topk", "x list", lambda: topk([1.0, 2.0], 1), TypeError, "x must be"),
+    ("topk", "x int array", lambda: topk(np.arange(4), 1), TypeError, "x must be"),
+    ("topk", "x int tensor", lambda: topk(torch.arange(4), 1), TypeError, "x must be"),
+    ("topk", "x complex", lambda: topk(np.array([1j, 2j]), 1), TypeError, "x must be"),
+    ("topk", "x longdouble", lambda: topk(X.astype(np.longdouble), 1), TypeError, "x must be"),
+    ("topk", "x 0-d", lambda: topk(np.float64(1.0), 1), TypeError, "x must be"),
+    ("topk", "x 2-D", lambda: topk(np.ones((2, 2)), 1), ValueError, "x must be 1-D"),
+    ("topk", "x NaN", lambda: topk(np.array([1.0, np.nan]), 1), ValueError, "x contains 1 NaN"),
+    ("topk", "k > n", lambda: topk(X, 6), ValueError, "k must be"),
+    ("topk", "k < 0", lambda: topk(X, -1), ValueError, "k must be"),
+    ("topk", "k float", lambda: topk(X, 2.0), TypeError, "k must be"),
+    ("topk", "largest str", lambda: topk(X, 2, largest="False"), TypeError, "largest"),
+    ("topk", "largest int", lambda: topk(X, 2, largest=0), TypeError, "largest"),
+    ("topk", "nan_policy", lambda: topk(X, 2, nan_policy="drop"), ValueError, "nan_policy"),
+    ("topk", "nan_policy list", lambda: topk(X, 2, nan_policy=["omit"]), ValueError, "nan_policy"),
+    ("topk", "omit too few", lambda: topk(np.array([np.nan, 1.0]), 2, nan_policy="omit"),
+     ValueError, "non-NaN"),
+    # ---- TopK
+    ("TopK", "overlapping offsets",
+     lambda: _topk_stream(4, (np.array([5.0, 4.0, 3.0]), 0), (np.array([9.0, 1.0]), 2)), ValueError, "offset"),
+    ("TopK", "same chunk twice", lambda: _topk_stream(2, (X, 0), (X, 0)), ValueError, "offset"),
+    ("TopK", "chunk inside an earlier one", lambda: _topk_stream(2, (X, 10), (X[:1], 12)), ValueError, "offset"),
+    ("TopK", "chunk over a gap's edge", lambda: _topk_stream(2, (X, 0), (X, 10), (X, 7)), ValueError, "offset"),
+    ("TopK", "largest str", lambda: TopK(2, largest="False"), TypeError, "largest"),
+    ("TopK", "largest None", lambda: TopK(2, largest=None), TypeError, "largest"),
+    ("TopK", "k float", lambda: TopK(2.0), TypeError, "k must be"),
+    ("TopK", "k < 0", lambda: TopK(-1), ValueError, "k must be"),
+    ("TopK", "nan_policy", lambda: TopK(2, nan_policy="drop"), ValueError, "nan_policy"),
+    ("TopK.update", "chunk list", lambda: _topk_stream(2, ([1.0, 2.0], None)), TypeError, "chunk"),
+    ("TopK.update", "chunk 2-D", lambda: _topk_stream(2, (np.ones((2, 2)), None)), ValueError, "chunk"),
+    ("TopK.update", "chunk int", lambda: _topk_stream(2, (np.arange(3), None)), TypeError, "chunk"),
+    ("TopK.update", "chunk longdouble", lambda: _topk_stream(2, (X.astype(np.longdouble), None)),
+     TypeError, "chunk"),
+    ("TopK.update", "chunk NaN", lambda: _topk_stream(2, (np.array([np.nan, 1.0, 2.0]), None)),
+     ValueError, "chunk contains 1 NaN"),
+    ("TopK.update", "offset < 0", lambda: _topk_stream(2, (X, -1)), ValueError, "offset"),
+    ("TopK.update", "offset float", lambda: _topk_stream(2, (X, 1.0)), ValueError, "offset"),
+    ("TopK.update", "offset str", lambda: _topk_stream(2, (X, "1")), ValueError, "offset"),
+    ("TopK.update", "numpy then torch", lambda: _topk_stream(2, (X, None), (torch.tensor(X), None)),
+     TypeError, "chunk"),
+    ("TopK.result", "fewer than k", lambda: _topk_stream(6, (X, None)), ValueError, "k=6"),
+    # ---- PoolOutputs
+    ("PoolOutputs", "logits list", lambda: PoolOutputs(L().tolist()), TypeError, "logits"),
+    ("PoolOutputs", "logits int", lambda: PoolOutputs(L().astype(np.int64)), TypeError, "logits"),
+    ("PoolOutputs", "logits int tensor", lambda: PoolOutputs(torch.zeros(3, 3, dtype=torch.int64)),
+     TypeError, "logits"),
+    ("PoolOutputs", "logits complex", lambda: PoolOutputs(torch.zeros(3, 3, dtype=torch.complex64)),
+     TypeError, "logits"),
+    ("PoolOutputs", "logits longdouble", lambda: PoolOutputs(L(dtype=np.longdouble)), TypeError, "logits"),
+    ("PoolOutputs", "logits 1-D", lambda: PoolOutputs(L()[:, 0]), ValueError, "logits"),
+    ("PoolOutputs", "logits one class", lambda: PoolOutputs(L()[:, :1]), ValueError, "logits"),
+    ("PoolOutputs", "embeddings longdouble", lambda: PoolOutputs(L(), E(dtype=np.longdouble)),
+     TypeError, "embeddings"),
+    ("PoolOutputs", "embeddings rows", lambda: PoolOutputs(L(), E(5)), ValueError, "embeddings"),
+    ("PoolOutputs", "embeddings 3-D", lambda: PoolOutputs(L(), E()[:, :, None]), ValueError, "embeddings"),
+    ("PoolOutputs", "embeddings int", lambda: PoolOutputs(L(), E().astype(np.int32)), TypeError, "embeddings"),
+    ("PoolOutputs", "mc_logits shape", lambda: PoolOutputs(L(), mc_logits=MC(5)), ValueError, "mc_logits"),
+    ("PoolOutputs", "mc_logits 2-D", lambda: PoolOutputs(L(), mc_logits=L()), ValueError, "mc_logits"),
+    ("PoolOutputs", "mc_logits longdouble", lambda: PoolOutputs(L(), mc_logits=MC(dtype=np.longdouble)),
+     TypeError, "mc_logits"),
+    ("PoolOutputs", "head not a module", lambda: PoolOutputs(L(), head=3), TypeError, "head"),
+    ("PoolOutputs", "n_mc 1", lambda: PoolOutputs(L(), n_mc=1), ValueError, "n_mc"),
+    ("PoolOutputs", "n_mc float", lambda: PoolOutputs(L(), n_mc=2.5), TypeError, "n_mc"),
+]
+
+
+def _assert_topk(expect_values, expect_indices):
+    def check(res):
+        v, i = res
+        if isinstance(v, torch.Tensor):
+            v, i = v.double().numpy(), i.numpy()
+        np.testing.assert_array_equal(i, expect_indices)
+        np.testing.assert_array_equal(np.asarray(v, dtype=np.float64), expect_values)
+    return check
+
+
+def _memmap(tmp_dir, arr):
+    path = tmp_dir / "x.npy"
+    np.save(path, arr)
+    return np.load(path, mmap_mode="r")
+
+
+# (entry point, case id, call, check of the result) for legal edge cases
+EDGE = [
+    ("topk", "negative strides", lambda: topk(X[::-1], 2), _assert_topk([9.0, 5.0], [1, 4])),
+    ("topk", "big-endian float64", lambda: topk(X.astype(">f8"), 2), _assert_topk([9.0, 5.0], [3, 0])),
+    ("topk", "big-endian float32", lambda: topk(X.astype(">f4"), 2), _assert_topk([9.0, 5.0], [3, 0])),
+    ("topk", "float16", lambda: topk(X.astype(np.float16), 2), _assert_topk([9.0, 5.0], [3, 0])),
+    ("topk", "bfloat16 tensor", lambda: topk(torch.tensor(X).bfloat16(), 2), _assert_topk([9.0, 5.0], [3, 0])),
+    ("topk", "positive-stride view", lambda: topk(np.arange(8.0)[::2], 2), _assert_topk([6.0, 4.0], [3, 2])),
+    ("topk", "tensor needing grad", lambda: topk(torch.tensor(X, requires_grad=True), 1),
+     _assert_topk([9.0], [3])),
+    ("topk", "empty, k=0", lambda: topk(np.empty(0), 0), _assert_topk([], [])),
+    ("topk", "numpy bool largest", lambda: topk(X, 1, largest=np.bool_(False)), _assert_topk([1.0], [4])),
+    ("topk", "float64 beyond float32", lambda: topk(np.array([1e300, -1e300, 0.0]), 1),
+     _assert_topk([1e300], [0])),
+    ("TopK", "chunks out of order, with gaps",
+     lambda: _topk_stream(3, (np.array([1.0, 2.0]), 10), (np.array([7.0, 2.0]), 0), (np.array([2.0]), 5)),
+     _assert_topk([7.0, 2.0, 2.0], [0, 1, 5])),
+    ("TopK", "chunk filling a gap exactly",
+     lambda: _topk_stream(5, (X[:2], 0), (X[:2], 4), (X[:2], 2)), _assert_topk([5, 5, 5, 4, 4], [0, 2, 4, 1, 3])),
+    ("TopK", "empty chunks anywhere", lambda: _topk_stream(1, (X[:0], 3), (X, 0), (X[:0], 2)),
+     _assert_topk([9.0], [3])),
+    ("TopK", "big-endian, negative-stride chunks", lambda: _topk_stream(2, (X.astype(">f8")[::-1], None)),
+     _assert_topk([9.0, 5.0], [1, 4])),
+    ("TopK", "k=0 with no chunk", lambda: _topk_stream(0), _assert_topk([], [])),
+    ("TopK", "largest=False", lambda: _topk_stream(2, (X, None), largest=False), _assert_topk([1.0, 3.0], [4, 2])),
+]
+
+
+def _pool_same_as(expected_logits, expected_emb=None):
+    def check(p):
+        assert isinstance(p, PoolOutputs)
+        np.testing.assert_array_equal(p.logits.numpy(), expected_logits)
+        if expected_emb is not None:
+            np.testing.assert_array_equal(p.embeddings.numpy(), expected_emb)
+    return check
+
+
+EDGE += [
+    ("PoolOutputs", "negative strides", lambda: PoolOutputs(L()[::-1], E()[::-1]),
+     _pool_same_as(L()[::-1].copy(), E()[::-1].copy())),
+    ("PoolOutputs", "big-endian", lambda: PoolOutputs(L().astype(">f4"), E().astype(">f8")),
+     _pool_same_as(L(), E().astype(np.float64))),
+    ("PoolOutputs", "non-contiguous positive strides", lambda: PoolOutputs(L(2 * N)[::2], E(2 * N)[::2]),
+     _pool_same_as(L(2 * N)[::2], E(2 * N)[::2])),
+    ("PoolOutputs", "0 rows (an empty shard)", lambda: PoolOutputs(L(0), E(0)), lambda p: len(p) == 0),
+]
+
+
+def _ids(rows):
+    return [f"{r[0]}: {r[1]}" for r in rows]
+
+
+@pytest.mark.parametrize("entry,case,call,exc,needle", BAD, ids=_ids(BAD))
+def test_bad_input_raises_naming_the_argument(entry, case, call, exc, needle):
+    with pytest.raises(exc) as info:
+        call()
+    assert needle in str(info.value), f"{entry} ({case}): {info.value!s}"
+
+
+@pytest.mark.parametrize("entry,case,call,check", EDGE, ids=_ids(EDGE))
+def test_legal_edge_case(entry, case, call, check):
+    res = call()
+    assert check(res) is not False
+
+
+def test_memmap_pool_is_not_copied(tmp_path):
+    mm = _memmap(tmp_path, L())
+    p = PoolOutputs(mm)
+    assert p.logits.data_ptr() == mm.ctypes.data  # a view, no copy
+
+
+def test_topk_overlap_leaves_the_state_as_it_was():
+    s = TopK(2)
+    s.update(X, 0)
+    with pytest.raises(ValueError, match="offset"):
+        s.update(np.array([100.0]), 4)
+    s.update(np.array([100.0]), 5)
+    v, i = s.result()
+    assert list(i) == [5, 3] and s.seen == 6
