@@ -123,6 +123,85 @@ BAD = [
 ]
 
 
+# ---- strategies.select / strategies.score, every strategy
+_SEEDED = ("kmeans", "badge", "random")
+
+
+def _select(name, p=None, k=2, **kw):
+    return S.select(name, pool() if p is None else p, k, **kw)
+
+
+def _head_wrong_in():
+    return torch.nn.Sequential(torch.nn.Dropout(0.5), torch.nn.Linear(D + 1, C))
+
+
+for _name in S.names():
+    BAD += [
+        ("strategies.select", f"{_name}: pool ndarray", lambda n=_name: S.select(n, L(), 2), TypeError, "pool"),
+        ("strategies.select", f"{_name}: pool empty", lambda n=_name: _select(n, pool(logits=L(0), embeddings=E(0),
+                                                                                  mc_logits=MC(0))),
+         ValueError, "pool is empty"),
+        ("strategies.select", f"{_name}: k=0", lambda n=_name: _select(n, k=0), ValueError, "k must be"),
+        ("strategies.select", f"{_name}: k > n_pool", lambda n=_name: _select(n, k=N + 1), ValueError, "k must be"),
+        ("strategies.select", f"{_name}: k float", lambda n=_name: _select(n, k=2.0), TypeError, "k must be"),
+        ("strategies.select", f"{_name}: k bool", lambda n=_name: _select(n, k=True), TypeError, "k must be"),
+        ("strategies.select", f"{_name}: seed < 0", lambda n=_name: _select(n, seed=-1), ValueError, "seed"),
+        ("strategies.select", f"{_name}: seed float", lambda n=_name: _select(n, seed=1.5), ValueError, "seed"),
+        ("strategies.select", f"{_name}: labeled ndarray", lambda n=_name: _select(n, labeled=E()),
+         TypeError, "labeled"),
+        ("strategies.select", f"{_name}: labeled empty", lambda n=_name: _select(n, labeled=labeled(0)),
+         ValueError, "labeled is empty"),
+        ("strategies.select", f"{_name}: labeled n_features", lambda n=_name: _select(n, labeled=labeled(d=D + 1)),
+         ValueError, "labeled.embeddings"),
+    ]
+for _name in S.NEEDS_EMBEDDINGS:
+    BAD += [
+        ("strategies.select", f"{_name}: no embeddings", lambda n=_name: _select(n, pool(embeddings=None)),
+         ValueError, "pool.embeddings"),
+    ]
+for _name in ("kmeans", "coreset"):
+    BAD += [
+        ("strategies.select", f"{_name}: NaN embeddings",
+         lambda n=_name: _select(n, pool(embeddings=np.where(E() > 1, np.nan, E()))), ValueError, "pool.embeddings"),
+        ("strategies.select", f"{_name}: float64 embeddings beyond float32",
+         lambda n=_name: _select(n, pool(embeddings=np.where(E() > 1, 1e300, E(dtype=np.float64)))),
+         ValueError, "pool.embeddings overflow float32"),
+    ]
+for _name in ("entropy", "margin", "least_confidence"):  # the ones that read logits
+    BAD += [
+        ("strategies.score", f"{_name}: pool ndarray", lambda n=_name: S.score(n, L()), TypeError, "pool"),
+        ("strategies.score", f"{_name}: NaN logits",
+         lambda n=_name: S.score(n, pool(logits=np.where(L() > 1, np.nan, L()))), ValueError, "logits contain NaN"),
+        ("strategies.score", f"{_name}: float64 logits beyond float32",
+         lambda n=_name: S.score(n, pool(logits=HUGE64)), ValueError, "logits overflow float32"),
+        ("strategies.select", f"{_name}: float64 logits beyond float32",
+         lambda n=_name: _select(n, pool(logits=HUGE64)), ValueError, "logits overflow float32"),
+    ]
+for _name in S.MC_BASED:
+    BAD += [
+        ("strategies.select", f"{_name}: no mc_logits, no head", lambda n=_name: _select(n, pool(mc_logits=None)),
+         ValueError, "mc_logits"),
+        ("strategies.select", f"{_name}: mc_logits with 1 pass", lambda n=_name: _select(n, pool(mc_logits=MC(t=1))),
+         ValueError, "mc_logits"),
+        ("strategies.select", f"{_name}: float64 mc_logits beyond float32",
+         lambda n=_name: _select(n, pool(mc_logits=np.where(MC() > 1, 1e300, MC(dtype=np.float64)))),
+         ValueError, "mc_logits overflow float32"),
+        ("strategies.select", f"{_name}: head for other embeddings",
+         lambda n=_name: _select(n, pool(mc_logits=None, head=_head_wrong_in())), ValueError, "pool.head"),
+        ("strategies.select", f"{_name}: head giving other classes",
+         lambda n=_name: _select(n, pool(mc_logits=None, head=torch.nn.Linear(D, C + 1))), ValueError, "pool.head"),
+    ]
+BAD += [
+    ("strategies.select", "name unknown", lambda: _select("nope"), ValueError, "name must be"),
+    ("strategies.select", "name not a str", lambda: _select(3), ValueError, "name must be"),
+    ("strategies.select", "group without torch.distributed", lambda: _select("entropy", group="x"),
+     ValueError, "group"),
+    ("strategies.select", "coreset: labeled without embeddings",
+     lambda: _select("coreset", labeled=PoolOutputs(L(12))), ValueError, "labeled.embeddings"),
+    ("strategies.score", "name not uncertainty", lambda: S.score("kmeans", pool()), ValueError, "name must be"),
+]
+
+
 def _assert_topk(expect_values, expect_indices):
     def check(res):
         v, i = res

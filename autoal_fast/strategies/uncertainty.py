@@ -67,7 +67,7 @@ _compile_broken: list = []
 
 
 def uncertainty_scores(pool, names=SCORE_NAMES, *, chunk_bytes: int | None = None, seed: int | None = None,
-                       device=None, backend: str = "auto") -> dict:
+                       device=None, backend: str = "auto", caller: str = "uncertainty_scores") -> dict:
     """Uncertainty scores of every pool sample, all requested names in one pass.
 
     Parameters
@@ -92,6 +92,8 @@ def uncertainty_scores(pool, names=SCORE_NAMES, *, chunk_bytes: int | None = Non
         ``autoal_fast._backend.last_used["uncertainty"]``. CPU figures
         (200k x 100, T=10, all six, 2 cores): C 0.91 s, torch.compile 1.7 s,
         eager one-by-one about 11 s.
+    caller : str, default="uncertainty_scores"
+        The public function named in error messages (e.g. ``"select('entropy')"``).
 
     Returns
     -------
@@ -102,7 +104,9 @@ def uncertainty_scores(pool, names=SCORE_NAMES, *, chunk_bytes: int | None = Non
     ------
     ValueError
         NaN/inf in logits or mc_logits (or in the head's MC-dropout outputs),
-        naming the first bad row; MC scores asked without mc_logits or
+        naming the first bad row (float64 values beyond float32's range are
+        reported as such: the pass computes in float32); a head that fails on
+        the embeddings; MC scores asked without mc_logits or
         head + embeddings; fewer than 2 stochastic samples.
     """
     names = tuple(names)
@@ -130,12 +134,13 @@ def uncertainty_scores(pool, names=SCORE_NAMES, *, chunk_bytes: int | None = Non
             src = "n_mc"
         else:
             raise ValueError(
-                "var_ratio, bald and mean_std need stochastic predictions (uncertainty_scores): pass "
+                f"var_ratio, bald and mean_std need stochastic predictions ({caller}): pass "
                 "PoolOutputs(..., mc_logits=<(n_mc, n_samples, n_classes)>) or PoolOutputs(..., "
                 "embeddings=..., head=<classifier head with dropout>)"
             )
         if t < 2:
-            raise ValueError(f"{src} must give n_mc >= 2 stochastic samples (uncertainty_scores); got {t}")
+            what = "pool.mc_logits must hold" if src == "mc_logits" else "pool.n_mc must be"
+            raise ValueError(f"{what} n_mc >= 2 stochastic samples along axis 0 ({caller}); got {t}")
 
     backend = _pick_backend(backend, device, n * c * ((1 if do_logits else 0) + t))
     out = {nm: torch.empty(n, dtype=torch.float32, device=device) for nm in names}
@@ -147,7 +152,7 @@ def uncertainty_scores(pool, names=SCORE_NAMES, *, chunk_bytes: int | None = Non
     n_chunks = -(-n // rows)
     rows = -(-n // n_chunks)  # equal chunks: no tiny tail (and no recompile for it)
 
-    head_ctx = _MCDropout(pool.head, seed, device) if use_head else None
+    head_ctx = _MCDropout(pool.head, seed, device, caller) if use_head else None
     if head_ctx is not None:
         head_ctx.__enter__()
     used = backend
@@ -159,7 +164,7 @@ def uncertainty_scores(pool, names=SCORE_NAMES, *, chunk_bytes: int | None = Non
             if do_mc:
                 x = head_ctx.run(pool.embeddings[i0:i1], t, c) if use_head else _to(pool.mc_logits[:, i0:i1], device)
             scores, flags, used = _run(z, x, names, backend)
-            _check_flags(flags, i0, use_head)
+            _check_flags(flags, i0, use_head, pool, caller)
             for nm in names:
                 out[nm][i0:i1] = scores[nm]
     finally:
@@ -226,7 +231,15 @@ def _run(z, x, names, backend):
     return _k.fused_scores(z, x, names, backend=backend)
 
 
-def _check_flags(flags: torch.Tensor, offset: int, use_head: bool) -> None:
+def _overflow_error(name: str, row: int, caller: str) -> ValueError:
+    return ValueError(
+        f"{name} overflow float32 at row {row} ({caller}): finite float64 values beyond "
+        f"+/-{torch.finfo(torch.float32).max:.4g}, which the float32 scoring cannot hold; rescale them"
+    )
+
+
+def _check_flags(flags: torch.Tensor, offset: int, use_head: bool, pool=None,
+                 caller: str = "uncertainty_scores") -> None:
     bad = flags.nonzero()
     if bad.numel() == 0:
         return
@@ -234,14 +247,19 @@ def _check_flags(flags: torch.Tensor, offset: int, use_head: bool) -> None:
     f = int(flags[first])
     row = offset + first
     if f & _k.BAD_LOGITS:
-        raise ValueError(f"logits contain NaN/inf at row {row} (uncertainty_scores): clean the model outputs")
+        if pool is not None and pool.logits.dtype == torch.float64 and bool(torch.isfinite(pool.logits[row]).all()):
+            raise _overflow_error("logits", row, caller)
+        raise ValueError(f"logits contain NaN/inf at row {row} ({caller}): clean the model outputs")
     if use_head:
         raise ValueError(
-            f"MC-dropout logits from pool.head contain NaN/inf at row {row} (uncertainty_scores): "
+            f"MC-dropout logits from pool.head contain NaN/inf at row {row} ({caller}): "
             "check pool.embeddings and the head"
         )
+    if pool is not None and pool.mc_logits is not None and pool.mc_logits.dtype == torch.float64 \
+            and bool(torch.isfinite(pool.mc_logits[:, row]).all()):
+        raise _overflow_error("mc_logits", row, caller)
     raise ValueError(
-        f"mc_logits contain NaN/inf at row {row} (sample index along axis 1) (uncertainty_scores): "
+        f"mc_logits contain NaN/inf at row {row} (sample index along axis 1) ({caller}): "
         "clean the stochastic outputs"
     )
 
@@ -249,8 +267,9 @@ def _check_flags(flags: torch.Tensor, offset: int, use_head: bool) -> None:
 class _MCDropout:
     """Seeded MC-dropout passes of a head; restores each module's training flag."""
 
-    def __init__(self, head: torch.nn.Module, seed: int, device: torch.device):
+    def __init__(self, head: torch.nn.Module, seed: int, device: torch.device, caller: str = "uncertainty_scores"):
         self.head = head
+        self.caller = caller
         self.seed = seed
         self.device = device
         p = next(head.parameters(), None)
@@ -287,14 +306,23 @@ class _MCDropout:
         # stochastic part run per pass (``mc_prefix`` / ``mc_suffix``, as AutoAL's
         # FitNet does): same outputs and dropout draws, T-1 fewer prefix passes.
         split = hasattr(self.head, "mc_prefix") and hasattr(self.head, "mc_suffix")
-        state = self.head.mc_prefix(e) if split else None
-        for _ in range(t):
-            y = self.head.mc_suffix(state) if split else self.head(e)
+        try:
+            state = self.head.mc_prefix(e) if split else None
+            y0 = self.head.mc_suffix(state) if split else self.head(e)
+        except (RuntimeError, TypeError, ValueError) as exc:
+            # a head built for other shapes fails inside torch ("mat1 and mat2 ..."):
+            # say which argument it was (later passes run the same shapes)
+            raise ValueError(
+                f"pool.head failed on pool.embeddings rows of shape {tuple(e.shape)} ({self.caller}); it "
+                f"must map (n, n_features) to logits (n, n_classes={c}): {type(exc).__name__}: {exc}"
+            ) from exc
+        for p in range(t):
+            y = y0 if p == 0 else (self.head.mc_suffix(state) if split else self.head(e))
             if not isinstance(y, torch.Tensor) or tuple(y.shape) != (e.shape[0], c):
                 got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
                 raise ValueError(
                     f"pool.head must map embeddings of shape (n, n_features) to logits of shape "
-                    f"(n, n_classes={c}) (uncertainty_scores); got {got}"
+                    f"(n, n_classes={c}) ({self.caller}); got {got}"
                 )
             outs.append(y.to(self.device))
         return torch.stack(outs)
