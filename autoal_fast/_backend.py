@@ -7,6 +7,7 @@ returns it, so a user (or a test) can see which path produced a result.
 Environment overrides:
 - ``AUTOAL_FAST_TRITON=0`` disables Triton kernels (torch paths are used).
 - ``AUTOAL_FAST_FAISS=0`` disables FAISS (torch k-means is used).
+Both take 0/1, false/true, no/yes or off/on; another value raises ValueError.
 """
 from __future__ import annotations
 
@@ -20,9 +21,25 @@ import torch
 last_used: dict[str, str] = {}
 
 
+_OFF = ("0", "false", "no", "off")
+_ON = ("1", "true", "yes", "on", "")
+
+
+def env_enabled(env: str) -> bool:
+    """An on/off override: unset, 1/true/yes/on -> True; 0/false/no/off -> False (any
+    case); anything else raises ValueError naming the variable rather than guessing."""
+    value = os.environ.get(env, "1").strip().lower()
+    if value in _OFF:
+        return False
+    if value in _ON:
+        return True
+    raise ValueError(f"environment variable {env} must be 0 or 1 (or false/true, no/yes, off/on); "
+                     f"got {os.environ[env]!r}")
+
+
 def _optional_module(name: str, env: str):
-    """The module ``name``, or None when it is not installed or ``env`` is set to 0."""
-    if os.environ.get(env, "1") == "0":
+    """The module ``name``, or None when it is not installed or ``env`` turns it off."""
+    if not env_enabled(env):
         return None
     try:
         return importlib.import_module(name)

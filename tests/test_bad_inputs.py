@@ -202,6 +202,33 @@ BAD += [
 ]
 
 
+def _with_env(env, value, fn):
+    """Call fn with os.environ[env] = value and the backend caches cleared (restored after)."""
+    import os
+
+    from autoal_fast import _backend
+
+    old = os.environ.get(env)
+    os.environ[env] = value
+    _backend.has_triton.cache_clear(), _backend.faiss_module.cache_clear()
+    try:
+        return fn()
+    finally:
+        if old is None:
+            del os.environ[env]
+        else:
+            os.environ[env] = old
+        _backend.has_triton.cache_clear(), _backend.faiss_module.cache_clear()
+
+
+BAD += [
+    ("backend_report", "AUTOAL_FAST_FAISS=maybe", lambda: _with_env("AUTOAL_FAST_FAISS", "maybe", aaf.backend_report),
+     ValueError, "AUTOAL_FAST_FAISS"),
+    ("backend_report", "AUTOAL_FAST_TRITON=2", lambda: _with_env("AUTOAL_FAST_TRITON", "2", aaf.backend_report),
+     ValueError, "AUTOAL_FAST_TRITON"),
+]
+
+
 def _assert_topk(expect_values, expect_indices):
     def check(res):
         v, i = res
@@ -243,6 +270,13 @@ EDGE = [
      _assert_topk([9.0, 5.0], [1, 4])),
     ("TopK", "k=0 with no chunk", lambda: _topk_stream(0), _assert_topk([], [])),
     ("TopK", "largest=False", lambda: _topk_stream(2, (X, None), largest=False), _assert_topk([1.0, 3.0], [4, 2])),
+]
+
+EDGE += [
+    ("backend_report", "AUTOAL_FAST_FAISS=false", lambda: _with_env("AUTOAL_FAST_FAISS", "false", aaf.backend_report),
+     lambda r: r["faiss"] is False and r["faiss_gpu"] is False),
+    ("backend_report", "AUTOAL_FAST_TRITON=OFF", lambda: _with_env("AUTOAL_FAST_TRITON", "OFF", aaf.backend_report),
+     lambda r: r["triton"] is False),
 ]
 
 
