@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._topk import topk
 from ._validation import check_int, check_k, is_array
 from .pool import PoolOutputs
 from .search.bilevel import FitReport, SearchConfig, Timer, alternate, pretrain_fitnet
@@ -495,28 +494,17 @@ class AutoAL:
         """
         caller = "AutoAL.query"
         self._check_fitted(caller)
-        from .distributed import agree_on_errors, merge_topk, resolve_group, shard_of
+        from .distributed import reducer
 
-        grp = resolve_group(group)
-        shard = None
-        if grp is not None:
-            shard = shard_of(pool.n_samples if isinstance(pool, PoolOutputs) else 0, grp)
+        red = reducer(pool.n_samples if isinstance(pool, PoolOutputs) else 0, group)
 
         def validate(k):
-            if shard is None:
-                check_pool(pool, caller)
-                n_all = pool.n_samples
-            else:
-                if not isinstance(pool, PoolOutputs):
-                    check_pool(pool, caller)  # raises TypeError
-                n_all = shard.n_total
-                if n_all == 0:
-                    raise ValueError(f"pool is empty ({caller}): 0 samples over {shard.world} ranks")
+            red.check_pool(pool, caller)
             if k is None:
                 if self.budget is None:
                     raise ValueError(f"k is required ({caller}) when AutoAL has no budget")
                 k = self.budget
-            k = check_k(k, n_all, caller)
+            k = check_k(k, red.n_total, caller)
             C = self._fitted["n_classes"]
             if pool.n_classes != C:
                 raise ValueError(f"pool.logits has n_classes={pool.n_classes} but the labeled set given to fit "
@@ -529,7 +517,7 @@ class AutoAL:
 
         # sharded: every rank validates its shard, then all agree (a bad shard on one
         # rank must not leave the others waiting in a collective)
-        k, x = validate(k) if shard is None else agree_on_errors(lambda: validate(k), grp, caller)
+        k, x = red.agree(lambda: validate(k), caller)
         seed = _derive_seed(self._fitted["round_seed"], 2)
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices + ([pool.device] if pool.device.type == "cuda"
@@ -537,7 +525,7 @@ class AutoAL:
             torch.manual_seed(seed)
             cand_pool, mc_source = self._pool_for_candidates(pool, caller)
             lab = labeled if labeled is not None else self._labeled
-            cand = compute_candidates(cand_pool, self.strategies, k, labeled=lab, seed=seed, shard=shard)
+            cand = compute_candidates(cand_pool, self.strategies, k, labeled=lab, seed=seed, reducer=red)
             fwd = self.searchnet_.eval()
             n = pool.n_samples
             weights = torch.empty((n, len(self.strategies)), dtype=torch.float32, device=self.device)
@@ -551,11 +539,7 @@ class AutoAL:
                 w, _ = fwd(xc, torch.cat([rc, pc], dim=1), predict_loss=False)
                 weights[sl] = w
                 scores[sl] = aggregate(w, pc, rc, self.theta, self.rank_mix)
-            if shard is None:
-                idx = topk(scores, k)[1]
-            else:
-                v, i = topk(scores, min(k, n))
-                idx = merge_topk(v, i.cpu() + shard.offset, k, True, grp)[1]
+            idx = red.topk(scores, k)
         return QueryResult(indices=idx.to(pool.device), scores=scores, weights=weights,
                            strategies=self.strategies, mc_source=mc_source)
 

@@ -5,6 +5,22 @@ a strategy is this rank's shard; shards are in rank order, so rank r's local
 index i is global index ``offset_r + i`` with ``offset_r`` the sum of the
 sizes of ranks < r. Everything here returns the same value on every rank.
 
+A *reducer* is the one interface the query path uses: ``reducer(n_local, group)`` gives a
+``LocalReducer`` (one process: every exchange is the identity) or a ``GroupReducer``
+(the shards of a process group: sizes exchanged once on construction). Both offer
+
+- ``n_total``: rows of the whole pool; ``check_pool(pool, caller)``;
+- ``agree(fn, caller)``: ``fn()``, its ValueError/TypeError made collective;
+- ``topk(values, k)``: global indices of the k largest of the whole pool (merge of the
+  local top-k's), ties to the lower index;
+- ``rank_normalize(score)``: ``search.candidates.rank_normalize`` over the whole pool,
+  this shard's rows;
+- ``argmax(values)``: global index of the largest value (one (value, index) exchange);
+- ``shared_seed(seed)``: the same seed on every rank;
+- ``local_rows(global_idx, device)``: the global indices that fall in this shard, as rows;
+
+and ``shard`` / ``group`` (None when local) for the strategies' own sharded steps.
+
 Collectives run on CPU tensors for gloo and on the current CUDA device for
 NCCL. The exchanges are small by design: sizes once, local top-k's once, and
 one (value, index) pair (plus one centre row) per greedy step.
@@ -17,7 +33,8 @@ import numpy as np
 import torch
 
 __all__ = ["Shard", "resolve_group", "shard_of", "merge_topk", "global_argmax",
-           "all_reduce_sum", "broadcast_from", "agree_on_errors"]
+           "all_reduce_sum", "broadcast_from", "agree_on_errors",
+           "reducer", "LocalReducer", "GroupReducer"]
 
 
 def resolve_group(group=None):
@@ -168,3 +185,106 @@ def agree_on_errors(fn, group, caller: str):
         raise ValueError(f"rank(s) {bad} rejected their shard of the input ({caller}); this rank's "
                          "shard was valid: see the error raised on those ranks")
     return out
+
+
+def reducer(n_local: int, group=None) -> "LocalReducer | GroupReducer":
+    """The reducer of a pool of which this process holds ``n_local`` rows: a
+    ``GroupReducer`` when ``resolve_group(group)`` has more than one rank (one
+    all-gather of the sizes), else a ``LocalReducer``."""
+    grp = resolve_group(group)
+    if grp is None:
+        return LocalReducer(n_local)
+    return GroupReducer(shard_of(n_local, grp))
+
+
+class LocalReducer:
+    """Single-process work: the pool is all here and every exchange is the identity."""
+
+    shard = None
+    group = None
+
+    def __init__(self, n_local: int):
+        self.n_total = n_local
+
+    def check_pool(self, pool, caller: str) -> None:
+        from .strategies import check_pool
+
+        check_pool(pool, caller)
+
+    def agree(self, fn, caller: str):
+        return fn()
+
+    def topk(self, values: torch.Tensor, k: int) -> torch.Tensor:
+        from ._topk import topk
+
+        return topk(values, k)[1]
+
+    def rank_normalize(self, score: torch.Tensor) -> torch.Tensor:
+        from .search.candidates import rank_normalize
+
+        return rank_normalize(score)
+
+    def argmax(self, values) -> int:
+        return int(torch.argmax(values))
+
+    def shared_seed(self, seed):
+        return seed
+
+    def local_rows(self, global_idx: torch.Tensor, device) -> torch.Tensor:
+        return global_idx.to(device)
+
+
+class GroupReducer:
+    """The pool is sharded over a process group (``shard``, shards in rank order);
+    every method returns the same value on every rank (``rank_normalize`` and
+    ``local_rows``: this rank's rows of the same global answer)."""
+
+    def __init__(self, shard: Shard):
+        self.shard = shard
+        self.group = shard.group
+        self.n_total = shard.n_total
+
+    def check_pool(self, pool, caller: str) -> None:
+        from .pool import PoolOutputs
+        from .strategies import check_pool
+
+        if not isinstance(pool, PoolOutputs):
+            check_pool(pool, caller)  # raises TypeError
+        if self.n_total == 0:  # empty shards are allowed; the pool is not
+            raise ValueError(f"pool is empty ({caller}): 0 samples over {self.shard.world} ranks")
+
+    def agree(self, fn, caller: str):
+        return agree_on_errors(fn, self.group, caller)
+
+    def topk(self, values: torch.Tensor, k: int) -> torch.Tensor:
+        """Global indices (k,) on CPU: local top-k's merged (one all-gather)."""
+        from ._topk import topk
+
+        v, i = topk(values, min(k, self.shard.n_local))
+        return merge_topk(v, i.cpu() + self.shard.offset, k, True, self.group)[1]
+
+    def rank_normalize(self, score: torch.Tensor) -> torch.Tensor:
+        from .search.candidates import rank_normalize_global
+
+        return rank_normalize_global(score, self.shard)
+
+    def argmax(self, values) -> int:
+        """Global index of the largest of every rank's ``values`` (None on an empty
+        shard); ties go to the lower global index. One exchange."""
+        shard = self.shard
+        if values is None:
+            return global_argmax(float("-inf"), shard.offset, shard.group)[1]
+        j = int(torch.argmax(values))
+        return global_argmax(float(values[j]), shard.offset + j, shard.group)[1]
+
+    def shared_seed(self, seed):
+        """A seed of None becomes one int drawn on rank 0 and broadcast; others pass through."""
+        if seed is not None:
+            return seed
+        mine = torch.randint(0, 2**62, (1,), dtype=torch.int64) if self.shard.rank == 0 else None
+        return int(broadcast_from(mine, 0, (1,), torch.int64, self.group)[0])
+
+    def local_rows(self, global_idx: torch.Tensor, device) -> torch.Tensor:
+        """The global indices that fall in this rank's shard, as local row ids."""
+        g = global_idx.to(device) - self.shard.offset
+        return g[(g >= 0) & (g < self.shard.n_local)]

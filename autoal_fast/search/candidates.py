@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import torch
 
-from .._topk import topk
 from ..pool import PoolOutputs
 from ..strategies import UNCERTAINTY
 
@@ -94,7 +93,7 @@ def rank_normalize_global(score: torch.Tensor, shard) -> torch.Tensor:
 
 
 def compute_candidates(pool: PoolOutputs, names, k: int, labeled: PoolOutputs | None = None,
-                       seed=None, shard=None) -> Candidates:
+                       seed=None, reducer=None) -> Candidates:
     """Ranks and picks of every candidate on ``pool`` (validated by the caller).
 
     Parameters
@@ -109,14 +108,16 @@ def compute_candidates(pool: PoolOutputs, names, k: int, labeled: PoolOutputs | 
         The labeled set, for coreset.
     seed : int, default=None
         Seed of the seeded strategies (kmeans, badge, random).
-    shard : distributed.Shard, default=None
-        When the pool is one rank's shard of a pool spread over a process group:
-        ranks and picks are those of the whole pool (global ranks, global picks),
-        returned for this rank's rows.
+    reducer : distributed.LocalReducer or GroupReducer, default=None (local)
+        With a ``GroupReducer``, the pool is one rank's shard of a pool spread over a
+        process group: ranks and picks are those of the whole pool (global ranks,
+        global picks), returned for this rank's rows.
     """
+    from ..distributed import LocalReducer
     from ..strategies import select
 
     n = pool.n_samples
+    red = reducer if reducer is not None else LocalReducer(n)
     names = tuple(names)
     ranks = torch.zeros((n, len(names)), dtype=torch.float32, device=pool.device)
     picks = torch.zeros((n, len(names)), dtype=torch.float32, device=pool.device)
@@ -125,38 +126,22 @@ def compute_candidates(pool: PoolOutputs, names, k: int, labeled: PoolOutputs | 
     if unc:
         from ..strategies.uncertainty import uncertainty_scores
 
-        if shard is None:
-            scores = uncertainty_scores(pool, tuple(unc))
-        else:  # NaN/inf rows are found while scoring: agree before the collectives below
-            from ..distributed import agree_on_errors
-
-            scores = agree_on_errors(lambda: uncertainty_scores(pool, tuple(unc)), shard.group,
-                                     "AutoAL.query candidates")
+        # sharded, NaN/inf rows are found while scoring: agree before the collectives below
+        scores = red.agree(lambda: uncertainty_scores(pool, tuple(unc)), "AutoAL.query candidates")
     selected = {}
     sel = [nm for nm in names if nm not in scores]
-    if shard is None and pool.device.type == "cuda" and CONCURRENT_CUDA and len(sel) >= 2:
+    if red.shard is None and pool.device.type == "cuda" and CONCURRENT_CUDA and len(sel) >= 2:
         selected = _select_concurrently(sel, pool, k, labeled, seed)
     for j, nm in enumerate(names):
         if nm in scores:
             sc = scores[nm].to(torch.float32)
-            if shard is None:
-                ranks[:, j] = rank_normalize(sc)
-                idx = topk(sc, k)[1].to(pool.device)
-            else:
-                from ..distributed import merge_topk
-
-                ranks[:, j] = rank_normalize_global(sc, shard)
-                v, i = topk(sc, min(k, n))
-                idx = _local(merge_topk(v, i.cpu() + shard.offset, k, True, shard.group)[1], shard, pool)
-            picks[idx, j] = 1.0
+            ranks[:, j] = red.rank_normalize(sc)
+            picks[red.local_rows(red.topk(sc, k), pool.device), j] = 1.0
         else:
             idx = selected.get(nm)
             if idx is None:
-                idx = select(nm, pool, k, labeled=labeled, seed=seed,
-                             group=None if shard is None else shard.group).to(pool.device)
-            if shard is not None:
-                idx = _local(idx, shard, pool)
-            picks[idx, j] = 1.0
+                idx = select(nm, pool, k, labeled=labeled, seed=seed, group=red.group)
+            picks[red.local_rows(idx, pool.device), j] = 1.0
             ranks[:, j] = picks[:, j]
     return Candidates(names, ranks, picks, int(k))
 
@@ -197,8 +182,3 @@ def _select_concurrently(names, pool: PoolOutputs, k: int, labeled, seed) -> dic
             out[nm] = idx
     return out
 
-
-def _local(global_idx: torch.Tensor, shard, pool) -> torch.Tensor:
-    """The global indices that fall in this rank's shard, as local row ids."""
-    g = global_idx.to(pool.device) - shard.offset
-    return g[(g >= 0) & (g < shard.n_local)]

@@ -147,40 +147,30 @@ def select(name: str, pool: PoolOutputs, k: int, labeled=None, seed=None, group=
     """
     caller = f"select({name!r})"
     check_name(name, caller)
-    from ..distributed import agree_on_errors, resolve_group, shard_of
+    from ..distributed import reducer
 
-    grp = resolve_group(group)
-    if grp is None:
-        shard = None
-        check_pool(pool, caller)
-        k, seed = _check_select_args(name, pool, k, labeled, seed, pool.n_samples, caller)
-    else:
-        # one rank's bad shard must not leave the others waiting in a collective:
-        # every rank validates, then all agree (one small all-gather)
-        shard = shard_of(pool.n_samples if isinstance(pool, PoolOutputs) else 0, grp)
+    red = reducer(pool.n_samples if isinstance(pool, PoolOutputs) else 0, group)
 
-        def validate():
-            if not isinstance(pool, PoolOutputs):
-                check_pool(pool, caller)  # raises TypeError
-            if shard.n_total == 0:  # empty shards are allowed; the pool is not
-                raise ValueError(f"pool is empty ({caller}): 0 samples over {shard.world} ranks")
-            return _check_select_args(name, pool, k, labeled, seed, shard.n_total, caller)
+    def validate():  # sharded: every rank validates, then all agree (one small all-gather),
+        red.check_pool(pool, caller)  # so one rank's bad shard leaves no rank waiting in a collective
+        return _check_select_args(name, pool, k, labeled, seed, red.n_total, caller)
 
-        k, seed = agree_on_errors(validate, grp, caller)
-    if shard is not None:
-        from ._dist import select_distributed
-
-        return select_distributed(name, pool, k, labeled, seed, shard)
+    k, seed = red.agree(validate, caller)
     if name in UNCERTAINTY:
-        from .._topk import topk
         from .uncertainty import uncertainty_scores
 
-        s = uncertainty_scores(pool, (name,))[name]
-        return topk(s, k)[1].to(s.device)
+        # NaN/inf rows are found while scoring: agree before the merge's collective
+        s = red.agree(lambda: uncertainty_scores(pool, (name,))[name], caller)
+        return red.topk(s, k).to(s.device)
+    seed = red.shared_seed(seed)
     if name == "random":
         from .random import select_random
 
-        return select_random(pool.n_samples, k, seed, device=pool.device)
+        return select_random(red.n_total, k, seed, device=pool.device)
+    if red.shard is not None:  # each diversity strategy has its own sharded steps
+        from ._dist import select_distributed
+
+        return select_distributed(name, pool, k, labeled, seed, red)
     if name == "kmeans":
         from .kmeans import select_kmeans
 

@@ -1,13 +1,13 @@
-"""Multi-process selection: every strategy over a pool sharded across a process group.
+"""Multi-process selection: the diversity strategies over a pool sharded across a process group.
 
-``strategies.select(..., group=...)`` comes here when the group has more than one
-rank. Each rank holds a shard (shards in rank order, see ``autoal_fast.distributed``);
-every function returns the same global indices on every rank, equal to what one
-process returns on the concatenated pool with the same seed:
+``strategies.select(..., group=...)`` comes here for kmeans, coreset and badge when the
+group has more than one rank (uncertainty and random need only the reducer's exchanges,
+``autoal_fast.distributed.GroupReducer``: local fused scores and merged top-k's; the
+same seeded permutation of ``n_total`` on every rank, a seed of None drawn on rank 0 and
+broadcast). Each rank holds a shard (shards in rank order, see
+``autoal_fast.distributed``); every function returns the same global indices on every
+rank, equal to what one process returns on the concatenated pool with the same seed:
 
-- uncertainty: local fused scores, local top-k, ``merge_topk`` (one all_gather).
-- random: the same seeded permutation of ``n_total`` on every rank (a seed of None is
-  drawn on rank 0 and broadcast).
 - coreset: exact k-center greedy; per step one ``global_argmax`` of the local
   (largest distance, global index) and the winning row broadcast from its owner.
   Without a labeled set the start is the point nearest to the pool mean (sums
@@ -40,24 +40,13 @@ from .. import _backend
 from .. import distributed as D
 from ._greedy import (PrunedGreedy, make_generator, rows_per_chunk, small_op_threads, torch_threads, uniform)
 
-__all__ = ["select_distributed", "shared_seed"]
-
-
-def shared_seed(seed, shard: D.Shard):
-    """A seed of None becomes one int drawn on rank 0 and broadcast; others pass through."""
-    if seed is not None:
-        return seed
-    mine = torch.randint(0, 2**62, (1,), dtype=torch.int64) if shard.rank == 0 else None
-    return int(D.broadcast_from(mine, 0, (1,), torch.int64, shard.group)[0])
+__all__ = ["select_distributed"]
 
 
 def _global_argmax_of(values, shard: D.Shard) -> int:
     """Global index of the largest of every rank's ``values`` (None on an empty
     shard); ties go to the lower global index. One exchange."""
-    if values is None:
-        return D.global_argmax(float("-inf"), shard.offset, shard.group)[1]
-    j = int(torch.argmax(values))
-    return D.global_argmax(float(values[j]), shard.offset + j, shard.group)[1]
+    return D.GroupReducer(shard).argmax(values)
 
 
 def _owner(gi: int, shard: D.Shard) -> tuple[int, int]:
@@ -65,33 +54,15 @@ def _owner(gi: int, shard: D.Shard) -> tuple[int, int]:
     return r, gi - sum(shard.sizes[:r])
 
 
-def select_distributed(name: str, pool, k: int, labeled, seed, shard: D.Shard) -> torch.LongTensor:
-    """Global indices (k,) on the pool's device, the same on every rank (validated input)."""
-    from . import UNCERTAINTY
-
-    if name in UNCERTAINTY:
-        return _uncertainty(name, pool, k, shard).to(pool.device)
-    seed = shared_seed(seed, shard) if not isinstance(seed, torch.Generator) else seed
-    if name == "random":
-        from .random import select_random
-
-        return select_random(shard.n_total, k, seed, device=pool.device)
+def select_distributed(name: str, pool, k: int, labeled, seed, red: D.GroupReducer) -> torch.LongTensor:
+    """Global indices (k,) of kmeans, coreset or badge on the pool's device, the same on
+    every rank (validated input; ``seed`` already the same on every rank)."""
+    shard = red.shard
     if name == "coreset":
         return _coreset(pool, k, labeled, shard).to(pool.device)
     if name == "badge":
         return _badge(pool, k, seed, shard).to(pool.device)
     return _kmeans(pool, k, seed, shard).to(pool.device)
-
-
-# --------------------------------------------------------------------------- uncertainty
-def _uncertainty(name, pool, k, shard):
-    from .._topk import topk
-    from .uncertainty import uncertainty_scores
-
-    # NaN/inf rows are found while scoring: agree before the merge's collective
-    s = D.agree_on_errors(lambda: uncertainty_scores(pool, (name,))[name], shard.group, f"select({name!r})")
-    v, i = topk(s, min(k, shard.n_local))
-    return D.merge_topk(v, i.cpu() + shard.offset, k, True, shard.group)[1]
 
 
 # --------------------------------------------------------------------------- coreset
