@@ -187,17 +187,21 @@ def check_finite_rows(t: torch.Tensor, name: str, caller: str, chunk_bytes: int 
             check_fits_float32(t[lo:lo + rows], name, caller, offset=lo)
 
 
-def check_fits_float32(t: torch.Tensor, name: str, caller: str, offset: int = 0) -> None:
+def check_fits_float32(t: torch.Tensor, name: str, caller: str, offset: int = 0,
+                       chunk_bytes: int = 64 << 20) -> None:
     """float64 values beyond float32's range would become inf in the float32 compute:
-    raise ValueError saying so (naming the row) rather than calling them NaN/inf."""
+    raise ValueError saying so (naming the row) rather than calling them NaN/inf.
+    Free for other dtypes; reads a float64 ``t`` in row chunks."""
     if t.dtype != torch.float64 or t.numel() == 0:
         return
-    big = t.abs() > FLOAT32_MAX
-    if big.ndim > 1:
-        big = big.flatten(1).any(1)
-    if bool(big.any()):
-        i = offset + int(torch.nonzero(big)[0, 0])
-        raise ValueError(
-            f"{name} overflow float32 at row {i} ({caller}): finite float64 values beyond "
-            f"+/-{FLOAT32_MAX:.4g}, which the float32 compute cannot hold; rescale them"
-        )
+    rows = max(1, chunk_bytes // max(1, t[0].numel() * t.element_size()))
+    for lo in range(0, t.shape[0], rows):
+        big = t[lo:lo + rows].abs() > FLOAT32_MAX
+        if big.ndim > 1:
+            big = big.flatten(1).any(1)
+        if bool(big.any()):
+            i = offset + lo + int(torch.nonzero(big)[0, 0])
+            raise ValueError(
+                f"{name} overflow float32 at row {i} ({caller}): finite float64 values beyond "
+                f"+/-{FLOAT32_MAX:.4g}, which the float32 compute cannot hold; rescale them"
+            )
