@@ -125,3 +125,22 @@ def test_npz_missing_arrays_and_bad_labels(tmp_path):
         load_dataset(str(p))
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_dataset(str(tmp_path / "absent.npz"))
+
+
+def test_mnist1d_is_built_locally_and_deterministic():
+    pytest.importorskip("mnist1d")
+    from autoal_fast.experiment.models import CNN1D, build_model
+
+    a, b = load_dataset("mnist1d"), load_dataset("MNIST-1D")
+    assert "mnist1d" in DATASETS
+    assert a.x_train.shape == (4000, 40) and a.x_test.shape == (1000, 40) and a.n_classes == 10
+    assert a.kind == "signal" and a.x_train.dtype == torch.float32
+    assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_test, b.y_test)
+    assert sorted(torch.unique(a.y_train).tolist()) == list(range(10))
+    assert abs(float(a.x_train.mean())) < 1e-3  # standardised on the training set
+    model = build_model("auto", a.kind, a.input_shape, a.n_classes)
+    assert isinstance(model, CNN1D)
+    model.eval()
+    logits, emb = model(a.x_train[:5])
+    assert logits.shape == (5, 10) and emb.shape == (5, 128)
+    assert torch.allclose(model.head(emb), logits)  # the head over the embeddings gives the logits

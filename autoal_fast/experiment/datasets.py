@@ -8,6 +8,10 @@
   Gzipped or plain IDX files are read, from that folder, from the folder in
   ``$AUTOAL_FAST_FASHION_MNIST``, from a folder passed as ``root=``, or from a
   torchvision-style ``<root>/FashionMNIST/raw/`` folder.
+- ``"mnist1d"``: MNIST-1D (Greydanus, 2020; PyPI ``mnist1d``), 1-D signals of 40
+  points in 10 classes, built locally from the package's templates by its
+  ``make_dataset`` with the published default arguments (4000 train / 1000 test,
+  deterministic; the package's download is never called). Task model: a 1-D CNN.
 - a path to an ``.npz`` file with ``x_train, y_train, x_test, y_test``:
   ``x`` of shape (n, d) (flat features), (n, h, w) or (n, h, w, 1) / (n, 1, h, w)
   (grey images) or (n, h, w, 3) / (n, 3, h, w) (colour images); ``y`` integer
@@ -29,7 +33,7 @@ import torch
 __all__ = ["Dataset", "DATASETS", "FASHION_MNIST_DIR", "load_dataset", "read_idx"]
 
 #: Names accepted by :func:`load_dataset` besides a path to an ``.npz`` file.
-DATASETS = ("digits", "fashion-mnist")
+DATASETS = ("digits", "fashion-mnist", "mnist1d")
 #: Where Debian's ``dataset-fashion-mnist`` package puts the IDX files.
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 _FMNIST_FILES = {
@@ -87,7 +91,7 @@ def load_dataset(name, root=None) -> Dataset:
     Parameters
     ----------
     name : str or os.PathLike
-        ``"digits"``, ``"fashion-mnist"``, or a path to an ``.npz`` file.
+        ``"digits"``, ``"fashion-mnist"``, ``"mnist1d"``, or a path to an ``.npz`` file.
     root : str, default=None
         For ``"fashion-mnist"``: a folder with the IDX files (gzipped or not).
         Default: ``$AUTOAL_FAST_FASHION_MNIST``, then ``FASHION_MNIST_DIR``.
@@ -108,12 +112,29 @@ def load_dataset(name, root=None) -> Dataset:
         return _load_digits()
     if key in ("fashion-mnist", "fashionmnist", "fmnist"):
         return _load_fashion_mnist(root)
+    if key in ("mnist1d", "mnist-1d"):
+        return _load_mnist1d()
     if name.endswith(".npz") or os.path.isfile(name):
         return _load_npz(name)
     raise ValueError(
         f"dataset must be one of {list(DATASETS)} or a path to an existing .npz file with "
         f"x_train, y_train, x_test, y_test (load_dataset); got {name!r}"
     )
+
+
+# --------------------------------------------------------------------------- MNIST-1D
+def _load_mnist1d() -> Dataset:
+    try:
+        from mnist1d.data import get_dataset_args, make_dataset
+    except ImportError as e:
+        raise ImportError(
+            "the 'mnist1d' dataset is built locally by PyPI's mnist1d package (no download): "
+            "pip install mnist1d"
+        ) from e
+    d = make_dataset(get_dataset_args())  # the published defaults, seeded: same data every time
+    ds = _finish("mnist1d", d["x"], d["y"], d["x_test"], d["y_test"], "mnist1d (make_dataset)")
+    ds.kind = "signal"  # flat (n, 40) features read as a 1-channel signal by the 1-D CNN
+    return ds
 
 
 # --------------------------------------------------------------------------- digits

@@ -7,6 +7,7 @@ gives cheap MC-dropout samples over cached embeddings (what
 :class:`autoal_fast.PoolOutputs` ``head=`` expects).
 
 - :class:`SmallCNN` for small grey images (28x28 Fashion-MNIST; any h, w >= 12).
+- :class:`CNN1D` for 1-D signals (MNIST-1D).
 - :class:`MLP` for flat features (sklearn digits, .npz features).
 - :class:`ResNet18` for 32x32 colour images (the CIFAR variant: 3x3 stem, no
   max-pool), BatchNorm, trained from scratch.
@@ -17,9 +18,9 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-__all__ = ["SmallCNN", "MLP", "ResNet18", "build_model", "MODELS"]
+__all__ = ["SmallCNN", "CNN1D", "MLP", "ResNet18", "build_model", "MODELS"]
 
-MODELS = ("auto", "cnn", "mlp", "resnet18")
+MODELS = ("auto", "cnn", "cnn1d", "mlp", "resnet18")
 
 
 def _head(emb_dim: int, n_classes: int, dropout: float) -> nn.Sequential:
@@ -48,6 +49,30 @@ class SmallCNN(nn.Module):
 
     def forward(self, x):
         e = self.embed(x)
+        return self.head(e), e
+
+
+class CNN1D(nn.Module):
+    """Three 1-D conv layers (the second and third with stride 2), a 128-d embedding, a dropout head.
+
+    Input shape (n, length) or (n, 1, length); output ``(logits, embeddings (n, emb_dim))``.
+    """
+
+    def __init__(self, n_classes: int, length: int, emb_dim: int = 128, dropout: float = 0.5,
+                 width: int = 32):
+        super().__init__()
+        self.convs = nn.Sequential(
+            nn.Conv1d(1, width, 5, padding=2), nn.ReLU(),
+            nn.Conv1d(width, width, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv1d(width, width, 3, stride=2, padding=1), nn.ReLU(),
+        )
+        out_len = (((length + 1) // 2) + 1) // 2
+        self.fc = nn.Linear(width * out_len, emb_dim)
+        self.head = _head(emb_dim, n_classes, dropout)
+
+    def forward(self, x):
+        x = x.reshape(x.shape[0], 1, -1)
+        e = F.relu(self.fc(torch.flatten(self.convs(x), 1)))
         return self.head(e), e
 
 
@@ -102,16 +127,16 @@ class ResNet18(nn.Module):
 
 def build_model(name: str, kind: str, input_shape, n_classes: int) -> nn.Module:
     """The task model for a dataset: ``name`` in :data:`MODELS` (``"auto"`` picks by ``kind``:
-    flat -> MLP, grey -> SmallCNN, colour -> ResNet18)."""
+    flat -> MLP, signal -> CNN1D, grey -> SmallCNN, colour -> ResNet18)."""
     if name not in MODELS:
         raise ValueError(f"model must be one of {list(MODELS)} (build_model); got {name!r}")
     if name == "auto":
-        name = {"flat": "mlp", "grey": "cnn", "colour": "resnet18"}[kind]
-    if name == "mlp":
+        name = {"flat": "mlp", "signal": "cnn1d", "grey": "cnn", "colour": "resnet18"}[kind]
+    if name in ("mlp", "cnn1d"):
         n_in = 1
         for s in input_shape:
             n_in *= int(s)
-        return MLP(n_classes, n_in)
+        return MLP(n_classes, n_in) if name == "mlp" else CNN1D(n_classes, n_in)
     if len(input_shape) != 3:
         raise ValueError(f"model {name!r} needs image inputs (c, h, w) (build_model); got input shape "
                          f"{tuple(input_shape)}: use model='mlp' for flat features")
