@@ -169,6 +169,54 @@ void min_dist_update(const py::array& x, const py::object& idx_obj,
   step(x.data(), ld, d, idx, m, cp, mp, ap, cid, dist_out, num_threads);
 }
 
+template <typename T>
+void kcenter_lazy_typed(const void* x, int64_t ld, int64_t n, int64_t d, float* mind,
+                        int32_t* assign, int32_t cid0, int64_t k, int64_t first,
+                        int64_t* picks, int64_t* stats, int num_threads) {
+  py::gil_scoped_release release;
+  autoal_fast::kcenter_lazy(static_cast<const T*>(x), ld, n, d, mind, assign, cid0, k, first,
+                            picks, stats, num_threads);
+}
+
+// x as for min_dist_update; mind float32 (n,), assign int32 (n,), both
+// writable. Returns (picks int64 (k,), (refreshes, heap pops)).
+py::tuple kcenter_lazy(const py::array& x, py::array& mind, py::array& assign,
+                       int32_t cid0, int64_t k, int64_t first, int num_threads,
+                       bool bfloat16) {
+  if (x.ndim() != 2) throw std::invalid_argument("x must be a 2-D array");
+  const RowFormat fmt = row_format(x, bfloat16);
+  const auto es = static_cast<py::ssize_t>(x.itemsize());
+  if (x.strides(1) != es || x.strides(0) % es != 0) {
+    throw std::invalid_argument("x must have unit stride along features");
+  }
+  const int64_t n = x.shape(0), d = x.shape(1);
+  const int64_t ld = x.strides(0) / es;
+  if (!py::isinstance<py::array_t<float>>(mind) || mind.ndim() != 1 || mind.shape(0) != n ||
+      !(mind.flags() & py::array::c_style) || !mind.writeable()) {
+    throw std::invalid_argument("mind must be a writable contiguous float32 array of length n");
+  }
+  if (!py::isinstance<py::array_t<int32_t>>(assign) || assign.ndim() != 1 ||
+      assign.shape(0) != n || !(assign.flags() & py::array::c_style) || !assign.writeable()) {
+    throw std::invalid_argument("assign must be a writable contiguous int32 array of length n");
+  }
+  if (n > INT32_MAX) throw std::invalid_argument("kcenter_lazy: n must be < 2^31");
+  if (k < 0 || k > n) {
+    throw std::invalid_argument("k must be in [0, n=" + std::to_string(n) + "]; got " +
+                                std::to_string(k));
+  }
+  if (first >= n) throw std::invalid_argument("first must be < n (or negative for none)");
+  py::array_t<int64_t> picks(static_cast<py::ssize_t>(k));
+  int64_t* pp = picks.mutable_data();
+  for (int64_t t = 0; t < k; ++t) pp[t] = -1;
+  int64_t stats[2] = {0, 0};
+  auto* run = fmt == RowFormat::f32   ? &kcenter_lazy_typed<float>
+              : fmt == RowFormat::f16 ? &kcenter_lazy_typed<autoal_fast::Half>
+                                      : &kcenter_lazy_typed<autoal_fast::BFloat16>;
+  run(x.data(), ld, n, d, static_cast<float*>(mind.mutable_data()),
+      static_cast<int32_t*>(assign.mutable_data()), cid0, k, first, pp, stats, num_threads);
+  return py::make_tuple(picks, py::make_tuple(stats[0], stats[1]));
+}
+
 // Row-strided float32 matrix view: unit stride along the last axis.
 struct F32Rows {
   const float* data;
@@ -268,6 +316,16 @@ PYBIND11_MODULE(_C, m) {
         "in place, widened per element), or with bfloat16=True an int16/uint16\n"
         "array of bfloat16 bit patterns. Raises ValueError on bad dtypes,\n"
         "shapes or row ids.");
+  m.def("kcenter_lazy", &kcenter_lazy, py::arg("x"), py::arg("mind"), py::arg("assign"),
+        py::arg("cid0"), py::arg("k"), py::arg("first") = -1, py::arg("num_threads") = 0,
+        py::arg("bfloat16") = false,
+        "Exact k-center greedy by lazy evaluation: k picks (ties to the lower\n"
+        "row) of the plain one-pass-per-step greedy over rows of x, starting\n"
+        "from mind (exact distances to the initial centres, +inf for none,\n"
+        "< 0 for rows never to pick) and, if first >= 0, with that row as pick\n"
+        "0. Distances are min_dist_update's, bit for bit. mind/assign are\n"
+        "scratch (left stale). Returns (picks int64 (k,), (refreshes, pops));\n"
+        "a pick is -1 when fewer than k rows could be picked.");
   m.attr("min_dist_row_types") = py::make_tuple("float32", "float16", "bfloat16");
   m.def("uncertainty_logits", &uncertainty_logits, py::arg("logits"),
         py::arg("entropy"), py::arg("margin"), py::arg("least_confidence"),

@@ -2,6 +2,7 @@
 #include "threads.h"
 
 #include <algorithm>
+#include <vector>
 #include <cmath>
 #include <cstring>
 
@@ -127,6 +128,86 @@ void min_dist_update(const T* x, int64_t ld, int64_t d, const int64_t* idx,
   }
 }
 
+namespace {
+
+struct Bound {
+  float v;
+  int32_t i;
+};
+
+// std heap comparator: "a below b" when a's bound is smaller, or equal with a
+// higher row id, so the top is the largest bound, lowest row among equals.
+inline bool below(const Bound& a, const Bound& b) {
+  return a.v < b.v || (a.v == b.v && a.i > b.i);
+}
+
+template <typename T>
+inline void widen_row(const T* a, int64_t d, float* out) {
+  for (int64_t j = 0; j < d; ++j) out[j] = widen(a[j]);
+}
+
+}  // namespace
+
+template <typename T>
+void kcenter_lazy(const T* x, int64_t ld, int64_t n, int64_t d, float* mind,
+                  int32_t* assign, int32_t cid0, int64_t k, int64_t first,
+                  int64_t* picks, int64_t* stats, int num_threads) {
+  std::vector<float> centres(static_cast<size_t>(std::max<int64_t>(k, 1) * d));
+  std::vector<int32_t> seen(static_cast<size_t>(n), 0);  // pool centres refreshed against
+  int64_t refreshes = 0, pops = 0, t = 0;
+  if (first >= 0 && k > 0) {
+    widen_row(x + first * ld, d, centres.data());
+    mind[first] = -1.f;
+    assign[first] = cid0;
+    picks[0] = first;
+    t = 1;
+    min_dist_update<T>(x, ld, d, nullptr, n, centres.data(), mind, assign, cid0, nullptr,
+                       num_threads);
+    std::fill(seen.begin(), seen.end(), 1);
+    refreshes += n;
+  }
+  std::vector<Bound> heap;
+  heap.reserve(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    if (mind[i] >= 0.f) heap.push_back({mind[i], static_cast<int32_t>(i)});
+  }
+  std::make_heap(heap.begin(), heap.end(), below);
+  while (t < k && !heap.empty()) {
+    std::pop_heap(heap.begin(), heap.end(), below);
+    const int32_t i = heap.back().i;
+    ++pops;
+    if (seen[i] == t) {  // fresh: the exact argmax
+      heap.pop_back();
+      picks[t] = i;
+      widen_row(x + int64_t(i) * ld, d, centres.data() + t * d);
+      mind[i] = -1.f;
+      assign[i] = cid0 + static_cast<int32_t>(t);
+      ++t;
+      continue;
+    }
+    const T* row = x + int64_t(i) * ld;
+    float best = mind[i];
+    int32_t who = assign[i];
+    for (int64_t j = seen[i]; j < t; ++j) {
+      const float dist = std::sqrt(sq_dist(row, centres.data() + j * d, d));
+      if (dist < best) {
+        best = dist;
+        who = cid0 + static_cast<int32_t>(j);
+      }
+    }
+    refreshes += t - seen[i];
+    seen[i] = static_cast<int32_t>(t);
+    mind[i] = best;
+    assign[i] = who;
+    heap.back().v = best;
+    std::push_heap(heap.begin(), heap.end(), below);
+  }
+  if (stats) {
+    stats[0] = refreshes;
+    stats[1] = pops;
+  }
+}
+
 #define AUTOAL_FAST_MIN_DIST_UPDATE(T)                                        \
   template void min_dist_update<T>(const T*, int64_t, int64_t, const int64_t*, \
                                    int64_t, const float*, float*, int32_t*,   \
@@ -135,5 +216,13 @@ AUTOAL_FAST_MIN_DIST_UPDATE(float)
 AUTOAL_FAST_MIN_DIST_UPDATE(Half)
 AUTOAL_FAST_MIN_DIST_UPDATE(BFloat16)
 #undef AUTOAL_FAST_MIN_DIST_UPDATE
+
+#define AUTOAL_FAST_KCENTER_LAZY(T)                                               \
+  template void kcenter_lazy<T>(const T*, int64_t, int64_t, int64_t, float*, int32_t*, \
+                                int32_t, int64_t, int64_t, int64_t*, int64_t*, int);
+AUTOAL_FAST_KCENTER_LAZY(float)
+AUTOAL_FAST_KCENTER_LAZY(Half)
+AUTOAL_FAST_KCENTER_LAZY(BFloat16)
+#undef AUTOAL_FAST_KCENTER_LAZY
 
 }  // namespace autoal_fast

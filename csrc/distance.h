@@ -33,4 +33,23 @@ void min_dist_update(const T* x, int64_t ld, int64_t d, const int64_t* idx,
                      int64_t m, const float* c, float* mind, int32_t* assign,
                      int32_t cid, float* dist_out, int num_threads);
 
+// Exact k-center greedy by lazy evaluation (CPU).
+//
+// mind[i] on entry: the exact distance of row i to its nearest initial centre
+// (e.g. the labeled set; +inf with none), < 0 for rows never to pick. A
+// point's distance to its nearest centre only falls as centres are added, so
+// a stale mind[i] is an upper bound. Bounds sit in a max-heap ordered by
+// (bound desc, row asc); the top is refreshed against the pool centres added
+// since its last refresh (the distance of min_dist_update, bit for bit) and
+// pushed back, until a top is fresh: that row is the exact argmax with ties
+// to the lower index, i.e. the plain one-pass-per-step greedy's pick.
+// first >= 0: that row is pick 0 and every row is refreshed against it in one
+// (OpenMP) pass. Writes k picks; mind / assign end as the final state of the
+// rows that were refreshed (stale elsewhere); assign gets cid0 + pick number.
+// stats (may be nullptr): [0] refreshes (row-centre distances), [1] heap pops.
+template <typename T>
+void kcenter_lazy(const T* x, int64_t ld, int64_t n, int64_t d, float* mind,
+                  int32_t* assign, int32_t cid0, int64_t k, int64_t first,
+                  int64_t* picks, int64_t* stats, int num_threads);
+
 }  // namespace autoal_fast

@@ -36,8 +36,8 @@ def check_greedy(x, picks, lab=None, rtol=1e-4):
         md = np.minimum(md, ((x - x[i]) ** 2).sum(1) ** 0.5)
 
 
-def reference_picks(x, k, lab=None):
-    """float64 plain greedy with argmax ties to the lower index."""
+def reference_picks(x, k, lab=None, first=None):
+    """float64 plain greedy with argmax ties to the lower index (pick 0 = first if given)."""
     x = np.asarray(x, np.float64)
     n = len(x)
     md = np.full(n, np.inf)
@@ -46,9 +46,9 @@ def reference_picks(x, k, lab=None):
             md = np.minimum(md, ((x - l) ** 2).sum(1) ** 0.5)
     chosen = np.zeros(n, bool)
     out = []
-    for _ in range(k):
+    for t in range(k):
         v = np.where(chosen, -1, md)
-        i = int(np.argmax(v))
+        i = int(np.argmax(v)) if t or first is None else first
         out.append(i)
         chosen[i] = True
         md = np.minimum(md, ((x - x[i]) ** 2).sum(1) ** 0.5)
@@ -109,6 +109,7 @@ def test_other_dtypes(dtype, backend):
 
 
 def test_pruned_equals_full_pass(monkeypatch):
+    monkeypatch.setattr(coreset, "LAZY", False)
     x = torch.from_numpy(clustered(3000, 16))
     a = select("coreset", pool_of(x), 150)
     assert coreset.last_stats["rows_visited"] < 150 * 3000 / 2  # pruning did something
@@ -116,6 +117,87 @@ def test_pruned_equals_full_pass(monkeypatch):
     b = select("coreset", pool_of(x), 150)
     assert coreset.last_stats["full_passes"] == 150
     assert torch.equal(a, b)
+
+
+def plain_greedy_picks(monkeypatch, pool, k, labeled=None):
+    """The one-full-pass-per-step greedy (C++ fused step on every row, every step)."""
+    with monkeypatch.context() as mp:
+        mp.setattr(coreset, "LAZY", False)
+        mp.setattr(_greedy, "FULL_PASS_FRACTION", 0.0)
+        picks = select("coreset", pool, k, labeled=labeled)
+        assert coreset.last_stats["full_passes"] == k
+    return picks
+
+
+def _lazy_case(kind, n, d, seed):
+    g = np.random.default_rng(seed)
+    if kind == "isotropic":
+        return g.standard_normal((n, d)).astype(np.float32)
+    if kind == "clustered":
+        return clustered(n, d, seed=seed)
+    if kind == "duplicates":  # every row several times, in shuffled order
+        base = clustered(max(1, n // 4), d, seed=seed)
+        return base[g.integers(0, len(base), n)]
+    # "ties": small integer grid values, so many distances are exactly equal
+    return g.integers(-2, 3, (n, d)).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", ["isotropic", "clustered", "duplicates", "ties"])
+@pytest.mark.parametrize("n,d,nl,k", [(1, 3, 0, 1), (7, 2, 0, 7), (300, 5, 0, 300), (2000, 33, 0, 150),
+                                      (1500, 64, 1, 200), (3000, 16, 400, 250)])
+def test_lazy_equals_plain_greedy(monkeypatch, kind, n, d, nl, k):
+    x = _lazy_case(kind, n + nl, d, seed=n + d + nl)
+    pool = pool_of(torch.from_numpy(x[:n]))
+    lab = pool_of(torch.from_numpy(x[n:])) if nl else None
+    a = select("coreset", pool, k, labeled=lab)
+    assert coreset.last_stats.get("lazy") and _backend.last_used["coreset"] == "cpp"
+    b = plain_greedy_picks(monkeypatch, pool, k, lab)
+    assert a.tolist() == b.tolist()
+    if kind == "ties":  # integer data: float32 distances of small integers are exact enough
+        assert a.tolist() == reference_picks(x[:n], k, x[n:] if nl else None, None if nl else int(a[0]))
+
+
+def test_lazy_many_labeled_and_all_labeled_duplicates(monkeypatch):
+    x = clustered(12_000, 24, seed=5)
+    pool, lab = pool_of(torch.from_numpy(x[:2000])), pool_of(torch.from_numpy(x[2000:]))  # 10k labeled
+    a = select("coreset", pool, 100, labeled=lab)
+    assert a.tolist() == plain_greedy_picks(monkeypatch, pool, 100, lab).tolist()
+    # the whole pool duplicated in the labeled set: every distance 0, ties to the lower index
+    base = x[:50]
+    a = select("coreset", pool_of(torch.from_numpy(base)), 50, labeled=pool_of(torch.from_numpy(base.copy())))
+    assert a.tolist() == list(range(50))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("kind", ["isotropic", "clustered", "duplicates"])
+def test_lazy_16bit_equals_plain_greedy(monkeypatch, dtype, kind):
+    x = torch.from_numpy(_lazy_case(kind, 2600, 40, seed=11)).to(dtype)
+    for nl in (0, 100):
+        pool, lab = pool_of(x[:2500]), (pool_of(x[2500:2500 + nl]) if nl else None)
+        a = select("coreset", pool, 200, labeled=lab)
+        assert coreset.last_stats.get("lazy")
+        assert a.tolist() == plain_greedy_picks(monkeypatch, pool, 200, lab).tolist()
+        check_greedy(x[:2500].double().numpy(), a.tolist(), x[2500:2500 + nl].double().numpy() if nl else None)
+
+
+def test_lazy_refreshes_fewer_rows_than_passes():
+    x = torch.from_numpy(clustered(20_000, 32))
+    select("coreset", pool_of(x), 300)
+    assert coreset.last_stats["rows_visited"] < 0.6 * 300 * 20_000  # measured: 0.52
+
+
+def test_kcenter_lazy_argument_errors():
+    from autoal_fast import _C
+
+    x = np.zeros((5, 3), np.float32)
+    with pytest.raises(ValueError, match="k must be"):
+        _C.kcenter_lazy(x, np.zeros(5, np.float32), np.zeros(5, np.int32), 0, 6)
+    with pytest.raises(ValueError, match="mind"):
+        _C.kcenter_lazy(x, np.zeros(4, np.float32), np.zeros(5, np.int32), 0, 2)
+    with pytest.raises(ValueError, match="first"):
+        _C.kcenter_lazy(x, np.zeros(5, np.float32), np.zeros(5, np.int32), 0, 2, 5)
+    picks, _ = _C.kcenter_lazy(x, np.full(5, -1.0, np.float32), np.zeros(5, np.int32), 0, 2)
+    assert picks.tolist() == [-1, -1]  # nothing pickable
 
 
 def test_memmap_pool_and_small_chunks(tmp_path, monkeypatch):
