@@ -156,3 +156,24 @@ def test_build_model_picks_by_kind():
     assert isinstance(build_model("auto", "colour", (3, 32, 32), 10), ResNet18)
     with pytest.raises(ValueError, match="mlp"):
         build_model("cnn", "flat", (64,), 10)
+
+
+def test_oracle_peeks_exactly_and_is_not_in_all(tmp_path):
+    """The oracle's next-round accuracies are those the loop then measures: the chosen
+    candidate's equals the next round's test accuracy."""
+    assert "oracle" not in resolve_strategies("all") and resolve_strategies("oracle") == ["oracle"]
+    tiny = dict(TINY, seeds=(0,), candidates=("margin", "random"))
+    cfg = ExperimentConfig(strategies=("oracle", "margin", "random"), **tiny)
+    res = run_experiment(cfg, out=str(tmp_path), progress=False, verbose=False, plot=False)
+    rounds = res["strategies"]["oracle"]["runs"][0]["rounds"]
+    for r, nxt in zip(rounds[:-1], rounds[1:]):
+        info = r["info"]
+        assert set(info["next_acc"]) == {"margin", "random"}
+        assert info["next_acc"][info["chosen"]] == max(info["next_acc"].values()) == nxt["test_acc"]
+    first = rounds[0]["info"]["next_acc"]
+    # round 1 of margin's own run is what the oracle foresaw for it (margin has no seed;
+    # random's draws come from each strategy's own query seed, so they differ)
+    assert res["strategies"]["margin"]["runs"][0]["rounds"][1]["test_acc"] == first["margin"]
+    with pytest.raises(ValueError, match="warm_start"):
+        run_experiment(ExperimentConfig(strategies=("oracle",), warm_start=True, **tiny), out=str(tmp_path / "w"),
+                       progress=False, verbose=False, plot=False)

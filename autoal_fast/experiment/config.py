@@ -9,10 +9,13 @@ import torch
 from .. import strategies as _strategies
 from .models import MODELS
 
-__all__ = ["ExperimentConfig", "EXTRA_STRATEGIES", "strategy_names", "resolve_strategies"]
+__all__ = ["ExperimentConfig", "EXTRA_STRATEGIES", "PEEKING_STRATEGIES", "strategy_names", "resolve_strategies"]
 
 #: Strategies of the experiment besides the candidates of ``strategies.names()``.
 EXTRA_STRATEGIES = ("autoal", "albl")
+#: Upper bounds that peek at the test set: accepted by name, never part of "all".
+#: ``oracle``: each round, the candidate whose batch gives the best next-round test accuracy.
+PEEKING_STRATEGIES = ("oracle",)
 
 
 @dataclass
@@ -135,7 +138,11 @@ class ExperimentConfig:
         if bad or not self.candidates:
             raise ValueError(f"candidates must be a non-empty list from {valid_cand} ({c}); got {list(self.candidates)}")
         _device(self.device)
-        return dataclasses.replace(self, strategies=tuple(resolve_strategies(self.strategies)))
+        strategies = tuple(resolve_strategies(self.strategies))
+        if "oracle" in strategies and self.warm_start:
+            raise ValueError(f"strategy 'oracle' cannot run with warm_start=True ({c}): its foresight retrains "
+                             "the next round's model from scratch with the same seeds")
+        return dataclasses.replace(self, strategies=strategies)
 
 
 def strategy_names() -> list:
@@ -153,8 +160,9 @@ def resolve_strategies(spec) -> list:
     for s in items:
         names = valid if s == "all" else [s]
         for n in names:
-            if n not in valid:
-                raise ValueError(f"unknown strategy {n!r}: valid strategies are {valid} or 'all'")
+            if n not in valid and n not in PEEKING_STRATEGIES:
+                raise ValueError(f"unknown strategy {n!r}: valid strategies are {valid}, 'all', or the "
+                                 f"test-peeking upper bound {list(PEEKING_STRATEGIES)}")
             if n not in out:
                 out.append(n)
     if not out:

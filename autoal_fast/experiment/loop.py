@@ -121,14 +121,26 @@ def _pool_outputs(logits, emb, head, n_mc: int) -> PoolOutputs:
 
 # ----------------------------------------------------------------------------- the one integration point
 def query_indices(name: str, pool: PoolOutputs, k: int, *, labeled: PoolOutputs, labeled_y, seed: int,
-                  state: dict, cfg: ExperimentConfig, labels) -> tuple:
+                  state: dict, cfg: ExperimentConfig, labels, next_acc=None) -> tuple:
     """Turn a strategy name and the round's model outputs into k indices into ``pool``.
 
     ``state`` carries what a strategy keeps between rounds (AutoAL's and ALBL's
     state dicts); it is updated in place. ``labels(indices)`` is the oracle
-    (ALBL reads the labels of the batch it queried). Returns ``(indices, info)``,
-    ``info`` a small JSON-able dict of what the strategy reports.
+    (ALBL reads the labels of the batch it queried). ``next_acc(indices)`` is the
+    test accuracy of the next round's model trained with that batch added (only the
+    ``oracle`` upper bound uses it: it peeks at the test set). Returns
+    ``(indices, info)``, ``info`` a small JSON-able dict of what the strategy reports.
     """
+    if name == "oracle":
+        if next_acc is None:
+            raise ValueError("strategy 'oracle' needs next_acc: the experiment loop gives it, except with "
+                             "warm_start=True (the next model would then depend on this round's weights)")
+        accs, picks = {}, {}
+        for c in cfg.candidates:  # ties go to the first candidate in cfg.candidates
+            picks[c] = _strategies.select(c, pool, k, labeled=labeled, seed=seed).long().cpu()
+            accs[c] = next_acc(picks[c])
+        best = max(cfg.candidates, key=lambda c: accs[c])
+        return picks[best], {"chosen": best, "next_acc": accs}
     if name == "autoal":
         try:
             from ..autoal import AutoAL
@@ -210,10 +222,23 @@ def _run_rounds(name, seed, cfg, ds, data, cur, dev, ck, ck_path, bar):
             lab = _pool_outputs(logits[lab_dev], emb[lab_dev], model.head, cfg.n_mc)
             t1 = time.perf_counter()
             y_unl = data.y[unl_dev]
+
+            def next_acc(p, rnd=rnd, labeled=labeled):
+                """Test accuracy of round rnd + 1's model with the batch p added (the same seeds)."""
+                saved = rng_state()
+                ids = torch.cat([labeled, unl[p.cpu()]]).to(dev)
+                _seed_all(_derive("model", seed, rnd + 1))
+                m = build_model(cfg.model, ds.kind, ds.input_shape, ds.n_classes).to(dev)
+                _train(m, data.x[ids], data.y[ids], cfg, _derive("order", seed, rnd + 1))
+                out = _accuracy(m, data.x_test, data.y_test, cfg.eval_batch)
+                set_rng_state(saved)
+                return out
+
             try:
                 picks, info = query_indices(
                     name, pool, k, labeled=lab, labeled_y=data.y[lab_dev], seed=qseed % (2 ** 62),
-                    state=cur["state"], cfg=cfg, labels=lambda i: y_unl[i.to(dev)].cpu())
+                    state=cur["state"], cfg=cfg, labels=lambda i: y_unl[i.to(dev)].cpu(),
+                    next_acc=None if cfg.warm_start else next_acc)
             except Exception as e:
                 raise StrategyError(
                     f"strategy {name!r} failed at seed {seed}, round {rnd} ({type(e).__name__}: {e}); the "
