@@ -3,11 +3,13 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cmath>
 #include <cstring>
 #include <stdexcept>
 #include <string>
 
 #include "distance.h"
+#include "sumtree.h"
 #include "topk.h"
 #include "uncertainty.h"
 
@@ -287,6 +289,21 @@ void uncertainty_mc(const py::array& x, py::array& vr, py::array& bald,
                               num_threads);
 }
 
+void sumtree_build(autoal_fast::SumTree& t, const py::array& w) {
+  if (!py::isinstance<py::array_t<double>>(w) || w.ndim() != 1 || w.shape(0) != t.size() ||
+      !(w.flags() & py::array::c_style)) {
+    throw std::invalid_argument("weights must be a contiguous float64 array of length n=" +
+                                std::to_string(t.size()));
+  }
+  const double* p = static_cast<const double*>(w.data());
+  for (int64_t i = 0; i < t.size(); ++i) {
+    if (!(p[i] >= 0.0) || p[i] == INFINITY) {
+      throw std::invalid_argument("weights must be finite and >= 0");
+    }
+  }
+  t.build(p);
+}
+
 bool has_openmp() {
 #ifdef _OPENMP
   return true;
@@ -338,6 +355,24 @@ PYBIND11_MODULE(_C, m) {
         py::arg("flags"), py::arg("num_threads") = 0,
         "Fused var_ratio / BALD / mean_std of float32 mc_logits (T, n, C) into\n"
         "preallocated float32 (n,) arrays; flags |= 2 on rows with NaN/inf.");
+  py::class_<autoal_fast::SumTree>(m, "SumTree",
+      "Sum tree over n non-negative float64 weights: O(log n) updates and\n"
+      "draws proportional to weight.")
+      .def(py::init<int64_t>(), py::arg("n"))
+      .def("build", &sumtree_build, py::arg("weights"), "Set all n weights (float64 array).")
+      .def("set", [](autoal_fast::SumTree& t, int64_t i, double w) {
+             if (i < 0 || i >= t.size()) throw std::invalid_argument("SumTree.set: index out of range");
+             if (!(w >= 0.0) || w == INFINITY) throw std::invalid_argument("SumTree.set: weight must be finite and >= 0");
+             t.set(i, w);
+           }, py::arg("i"), py::arg("w"))
+      .def("get", [](const autoal_fast::SumTree& t, int64_t i) {
+             if (i < 0 || i >= t.size()) throw std::invalid_argument("SumTree.get: index out of range");
+             return t.get(i);
+           }, py::arg("i"))
+      .def("total", &autoal_fast::SumTree::total)
+      .def("find", &autoal_fast::SumTree::find, py::arg("target"),
+           "First i with w_0 + ... + w_i > target (0 <= target < total()).")
+      .def("__len__", &autoal_fast::SumTree::size);
   m.def("has_openmp", &has_openmp, "Whether the extension was built with OpenMP.");
 #ifdef AUTOAL_FAST_VERSION
   m.attr("__version__") = AUTOAL_FAST_VERSION;

@@ -43,7 +43,7 @@ def test_valid_and_reproducible(n, c, d, k):
     assert torch.equal(a, b) and not torch.equal(a, other)
     assert len(set(a.tolist())) == k
     check_d2_picks(grad_embeddings(z, e), a.tolist())
-    assert _backend.last_used["badge"] == "torch"
+    assert _backend.last_used["badge"] == "torch"  # below REJECTION_MIN_ROWS
 
 
 def test_generator_seed():
@@ -87,6 +87,7 @@ def test_never_picks_duplicates_then_falls_back():
 
 
 def test_pruned_equals_full_pass(monkeypatch):
+    monkeypatch.setattr(badge, "REJECTION", False)
     z, e = make_pool(3000, 10, 16, seed=3)
     pool = aaf.PoolOutputs(z, e)
     a = select("badge", pool, 80, seed=0)
@@ -119,3 +120,123 @@ def test_uncached_probabilities_same_picks(monkeypatch):
     a = select("badge", pool, 40, seed=0)
     monkeypatch.setattr(badge, "PROB_CACHE_BYTES", 0)
     assert torch.equal(a, select("badge", pool, 40, seed=0))
+
+
+# ------------------------------------------------------------- rejection sampling (CPU)
+@pytest.fixture(autouse=True)
+def _rejection_on_small_pools(request, monkeypatch):
+    if "rejection" in request.node.name:
+        monkeypatch.setattr(badge, "REJECTION_MIN_ROWS", 0)
+
+
+def exact_pair_probs(g, first):
+    """P(second = j, third = l) of exact D^2 sampling after pick 0 = first (float64)."""
+    n = g.shape[0]
+    dist = torch.cdist(g, g).pow(2).numpy()
+    w1 = dist[first].copy()
+    w1[first] = 0
+    probs = {}
+    for j in range(n):
+        if w1[j] <= 0:
+            continue
+        p1 = w1[j] / w1.sum()
+        w2 = np.minimum(w1, dist[j])
+        w2[[first, j]] = 0
+        for l in range(n):
+            if w2[l] > 0:
+                probs[(j, l)] = p1 * w2[l] / w2.sum()
+    return probs
+
+
+def chi_square_ok(counts, probs, runs):
+    """Pearson chi-square against the exact cell probabilities (cells pooled below 5
+    expected); passes at the 1e-4 level (Wilson-Hilferty quantile, z = 3.72)."""
+    keys = sorted(probs, key=probs.get)
+    obs, exp, pool_o, pool_e = [], [], 0.0, 0.0
+    for key in keys:
+        e_ = probs[key] * runs
+        if e_ < 5:
+            pool_o += counts.get(key, 0)
+            pool_e += e_
+        else:
+            obs.append(counts.get(key, 0))
+            exp.append(e_)
+    if pool_e > 0:
+        obs.append(pool_o)
+        exp.append(pool_e)
+    assert sum(counts.get(k_, 0) for k_ in counts if k_ not in probs) == 0, "impossible pair drawn"
+    obs, exp = np.array(obs, float), np.array(exp)
+    stat = float(((obs - exp) ** 2 / exp).sum())
+    df = len(obs) - 1
+    q = df * (1 - 2 / (9 * df) + 3.72 * np.sqrt(2 / (9 * df))) ** 3
+    return stat, q
+
+
+@pytest.mark.parametrize("flops", [None, pytest.param(1e30, marks=pytest.mark.slow), 0.0])
+# default rebuild rule (on 7 rows: a rebuild after each rejection) / always rebuild / never
+def test_rejection_is_exact_d2_chi_square(monkeypatch, flops):
+    if flops is not None:
+        monkeypatch.setattr(badge, "ATTEMPT_FLOPS", flops)
+    z, e = make_pool(7, 3, 2, seed=6)
+    e[5] = e[4]
+    z[5] = z[4]  # a duplicate row: probability 0 once its twin is picked
+    pool = aaf.PoolOutputs(z, e)
+    g = grad_embeddings(z, e)
+    first = int(g.norm(dim=1).argmax())
+    probs = exact_pair_probs(g, first)
+    gen = torch.Generator().manual_seed(123)
+    runs = 3000 if flops is not None else 1500  # the default rule's run is the slowest per call
+    counts = {}
+    for _ in range(runs):
+        p = select("badge", pool, 3, seed=gen).tolist()
+        assert p[0] == first
+        counts[(p[1], p[2])] = counts.get((p[1], p[2]), 0) + 1
+    assert badge.last_stats["rejection"]
+    stat, q = chi_square_ok(counts, probs, runs)
+    assert stat < q, (stat, q)
+
+
+def test_rejection_rebuilds_and_counts(monkeypatch):
+    z, e = make_pool(2000, 10, 16, seed=8)
+    pool = aaf.PoolOutputs(z, e)
+    a = select("badge", pool, 100, seed=3)
+    st = dict(badge.last_stats)
+    assert st["attempts"] >= 99 and st["refreshes"] < 100 * 2000 / 4
+    monkeypatch.setattr(badge, "ATTEMPT_FLOPS", 1e30)  # a rebuild after every rejection
+    b = select("badge", pool, 100, seed=3)
+    assert badge.last_stats["rebuilds"] > st["rebuilds"]
+    assert len(set(b.tolist())) == 100
+    check_d2_picks(grad_embeddings(z, e), a.tolist())
+    check_d2_picks(grad_embeddings(z, e), b.tolist())
+
+
+def seeding_potential(g, picks):
+    return float(torch.cdist(g, g[picks]).min(1).values.pow(2).sum())
+
+
+def test_rejection_potential_matches_plain_loop(monkeypatch):
+    z, e = make_pool(800, 10, 16, seed=9)
+    pool = aaf.PoolOutputs(z, e)
+    g = grad_embeddings(z, e)
+    rej = [seeding_potential(g, select("badge", pool, 40, seed=s)) for s in range(12)]
+    monkeypatch.setattr(badge, "REJECTION", False)
+    plain = [seeding_potential(g, select("badge", pool, 40, seed=s)) for s in range(12)]
+    # same distribution: means within a few standard errors of each other
+    se = np.sqrt(np.var(rej) / 12 + np.var(plain) / 12)
+    assert abs(np.mean(rej) - np.mean(plain)) < 4 * se + 1e-9, (np.mean(rej), np.mean(plain), se)
+
+
+def test_sumtree_for_rejection():
+    from autoal_fast import _C
+
+    w = np.array([0.0, 2.0, 0.0, 1.0, 5.0])
+    t = _C.SumTree(5)
+    t.build(w)
+    assert t.total() == 8.0 and len(t) == 5
+    assert [t.find(u) for u in (0.0, 1.999, 2.0, 2.999, 3.0, 7.999)] == [1, 1, 3, 3, 4, 4]
+    t.set(4, 0.0)
+    assert t.total() == 3.0 and t.get(1) == 2.0 and t.find(2.5) == 3
+    with pytest.raises(ValueError):
+        t.set(5, 1.0)
+    with pytest.raises(ValueError):
+        t.build(np.array([1.0, -1.0, 0, 0, 0]))
