@@ -21,7 +21,7 @@ from torch import nn
 
 from ._validation import check_int, check_k, is_array
 from .pool import PoolOutputs
-from .search.bilevel import FitReport, SearchConfig, Timer, alternate, pretrain_fitnet
+from .search.bilevel import FitReport, SearchConfig, Timer, alternate, candidate_values, pretrain_fitnet
 from .search.candidates import Candidates, compute_candidates
 from .search.nets import FitNet, SearchNet
 from .search.relax import aggregate
@@ -80,6 +80,32 @@ def _check_real(value, name, caller, low=None, high=None, low_open=False):
     if high is not None and value > high:
         raise ValueError(f"{name} must be <= {high} ({caller}); got {value!r}")
     return float(value)
+
+
+def _as_prior(prior, strategies, caller):
+    """None (uniform), a candidate's name, or {name: weight} / a length-K sequence of
+    non-negative weights -> a tuple of K positive floats summing to 1 (a floor of 1e-3
+    keeps every strategy's log-weight finite), or None."""
+    if prior is None:
+        return None
+    K = len(strategies)
+    if isinstance(prior, str):  # "margin" or "margin+badge" (equal shares)
+        prior = {name: 1.0 for name in prior.split("+")}
+    if isinstance(prior, dict):
+        bad = [k for k in prior if k not in strategies]
+        if bad:
+            raise ValueError(f"prior names {bad} that are not among strategies={list(strategies)} ({caller})")
+        vals = [float(prior.get(k, 0.0)) for k in strategies]
+    else:
+        vals = [float(v) for v in prior]
+        if len(vals) != K:
+            raise ValueError(f"prior must have one weight per strategy (K={K}) ({caller}); got {len(vals)}")
+    if any(not math.isfinite(v) or v < 0 for v in vals) or sum(vals) <= 0:
+        raise ValueError(f"prior weights must be finite, >= 0 and not all 0 ({caller}); got {vals}")
+    tot = sum(vals)
+    vals = [max(v / tot, 1e-3) for v in vals]
+    tot = sum(vals)
+    return tuple(v / tot for v in vals)
 
 
 def _as_labels(y, n: int, n_classes: int, caller: str) -> torch.Tensor:
@@ -170,6 +196,26 @@ class AutoAL:
         Weight of an entropy bonus on W(x) in SearchNet's loss; without it the softmax
         weights saturate on one strategy within a few steps and warm starts keep them
         there. Digits AL loop as above: 0.851 without, 0.856 with 0.1.
+    objective : {"max_loss", "value"}, default="max_loss"
+        What SearchNet's soft selection on B is judged by. "max_loss" (the first build):
+        FitNet's mean loss on the selection (hardest first). "value": the bi-level
+        problem taken literally; the labeled set is split into A (FitNet trains on it),
+        B (plays the pool) and C (the judge); FitNet takes ``inner_steps``
+        differentiable SGD steps of size ``inner_lr`` on the soft selection of B with
+        its labels, and SearchNet maximises the drop of C's loss over the drop that a
+        uniform selection of the same size gives (a one-step unroll is the hypergradient
+        of Ren et al. 2018 and GLISTER). FitNet's own steps then train on A only.
+    prior : str, dict or sequence of float, default=None
+        The strategy weights SearchNet starts from, for every sample: a candidate's
+        name, names joined by "+" (equal shares), {name: weight} or K weights. The
+        ``entropy_weight`` term becomes ``KL(W(x) || prior)``, which pulls the weights
+        back to the prior unless the objective pays for leaving it. None: uniform (the
+        term is then the entropy bonus).
+    judge_share : float, default=1/3
+        With ``objective="value"``: the share of the labeled set in the judge C (A and
+        B split the rest).
+    inner_lr, inner_steps : float, int, default=0.1, 1
+        Step size and number of the unrolled FitNet steps of ``objective="value"``.
     warm_start : bool, default=True
         Carry SearchNet, its loss head and its optimiser over to the next ``fit``.
     warm_start_fitnet : bool, default=False
@@ -228,7 +274,8 @@ class AutoAL:
                  count_weight=0.1, rank_weight=1.0, batch_size=None, fit_hidden=128,
                  search_hidden=64, dropout=0.2, n_mc=10, ratio=None, warm_start=True,
                  warm_start_fitnet=False, mc_head="fitnet", backbone=None, chunk_size=65536,
-                 search_threads=1, compile=False, min_ratio=0.1, entropy_weight=0.1):
+                 search_threads=1, compile=False, min_ratio=0.1, entropy_weight=0.1,
+                 objective="max_loss", prior=None, judge_share=1 / 3, inner_lr=0.1, inner_steps=1):
         caller = "AutoAL"
         if isinstance(strategies, str):
             strategies = (strategies,)
@@ -273,6 +320,13 @@ class AutoAL:
         self.compile = bool(compile)
         self.min_ratio = _check_real(min_ratio, "min_ratio", caller, 0, 0.5)
         self.entropy_weight = _check_real(entropy_weight, "entropy_weight", caller, 0)
+        if objective not in ("max_loss", "value"):
+            raise ValueError(f"objective must be 'max_loss' or 'value' ({caller}); got {objective!r}")
+        self.objective = objective
+        self.prior = _as_prior(prior, strategies, caller)
+        self.judge_share = _check_real(judge_share, "judge_share", caller, 0, 0.5, low_open=True)
+        self.inner_lr = _check_real(inner_lr, "inner_lr", caller, 0, low_open=True)
+        self.inner_steps = check_int(inner_steps, "inner_steps", caller, low=1)
         # learned state
         self.round_ = 0
         self.fitnet_ = None
@@ -290,7 +344,8 @@ class AutoAL:
             pretrain_steps=self.pretrain_steps, search_steps=self.search_steps,
             batch_size=bs, temperature=self.temperature, theta=self.theta,
             rank_mix=self.rank_mix, count_weight=self.count_weight, rank_weight=self.rank_weight,
-            entropy_weight=self.entropy_weight,
+            entropy_weight=self.entropy_weight, objective=self.objective, inner_lr=self.inner_lr,
+            inner_steps=self.inner_steps, prior=self.prior,
         )
 
     def _features(self, outputs: PoolOutputs, features, caller: str, name: str) -> torch.Tensor:
@@ -325,7 +380,7 @@ class AutoAL:
             self._opt_fit = torch.optim.Adam(self.fitnet_.parameters(), lr=self.fit_lr)
         if fresh_search:
             bb = None if self.backbone is None else copy.deepcopy(self.backbone)
-            self.searchnet_ = SearchNet(d_feat, K, self.search_hidden, backbone=bb).to(device)
+            self.searchnet_ = SearchNet(d_feat, K, self.search_hidden, backbone=bb, prior=self.prior).to(device)
             if self.search_optimizer == "sgd":
                 self._opt_search = torch.optim.SGD(self.searchnet_.parameters(), lr=self.search_lr, momentum=0.9)
             else:
@@ -363,9 +418,10 @@ class AutoAL:
         check_pool(labeled, caller, "labeled")
         n, C = labeled.n_samples, labeled.n_classes
         y = _as_labels(y, n, C, caller)
-        if n < 4:
-            raise ValueError(f"labeled must have at least 4 samples ({caller}) to split into halves A and B "
-                             f"of at least 2 each; got {n}")
+        n_min = 6 if self.objective == "value" else 4
+        if n < n_min:
+            raise ValueError(f"labeled must have at least {n_min} samples ({caller}) to split into parts A and B "
+                             f"(and the judge C for objective='value') of at least 2 each; got {n}")
         if self._fitted is not None and self._fitted["n_classes"] != C and self.warm_start:
             raise ValueError(f"labeled.logits has n_classes={C} but the previous rounds had "
                              f"{self._fitted['n_classes']} ({caller})")
@@ -390,11 +446,18 @@ class AutoAL:
             gen = torch.Generator().manual_seed(round_seed)
             with timer("split"):
                 perm = torch.randperm(n, generator=gen)
-                ia, ib = perm[: n // 2], perm[n // 2:]
+                if self.objective == "value":  # A trains FitNet, B plays the pool, C judges
+                    n_c = max(2, int(round(self.judge_share * n)))
+                    n_a = (n - n_c) // 2
+                    ia, ib, ic = perm[:n_a], perm[n_a:n - n_c], perm[n - n_c:]
+                else:
+                    ia, ib, ic = perm[: n // 2], perm[n // 2:], perm[:0]
                 x_dev = x.to(device=device, dtype=torch.float32 if x.is_floating_point() else x.dtype)
                 y_dev = y.to(device)
                 ia_d, ib_d = ia.to(device), ib.to(device)
                 x_a, y_a, x_b, y_b = x_dev[ia_d], y_dev[ia_d], x_dev[ib_d], y_dev[ib_d]
+                ic_d = ic.to(device)
+                x_c, y_c = x_dev[ic_d], y_dev[ic_d]
             same_shape = (self._fitted is not None and self._fitted["n_classes"] == C
                           and self._fitted["x_shape"] == tuple(x.shape[1:]))
             fresh_search = not (self.warm_start and same_shape and self.searchnet_ is not None)
@@ -417,13 +480,18 @@ class AutoAL:
                 ranks_b, picks_b = cand.ranks.to(device), cand.picks.to(device)
             with timer("search"), _threads(self.search_threads, device):
                 alternate(self.fitnet_, self.searchnet_, self._opt_fit, self._opt_search, x_a, y_a, x_b, y_b,
-                          cand_in, ranks_b, picks_b, ratio, cfg, gen, report)
+                          cand_in, ranks_b, picks_b, ratio, cfg, gen, report,
+                          x_c=x_c if self.objective == "value" else None, y_c=y_c)
             with torch.no_grad():
                 self.searchnet_.eval()
                 w, _ = self.searchnet_(x_b, cand_in, predict_loss=False)
                 tot = w.sum(0).cpu().tolist()
             report.weight_totals = dict(zip(self.strategies, tot))
             report.weight_share = {s: v / n_b for s, v in report.weight_totals.items()}
+            if self.objective == "value":
+                with _threads(self.search_threads, device):
+                    vals = candidate_values(self.fitnet_, picks_b, x_b, y_b, x_c, y_c, self.inner_lr, self.inner_steps)
+                report.candidate_value = dict(zip(self.strategies, vals))
         report.times = timer.times
         self._fitted = {"n_classes": C, "x_shape": tuple(x.shape[1:]), "ratio": ratio,
                         "round_seed": round_seed}

@@ -177,3 +177,19 @@ def test_oracle_peeks_exactly_and_is_not_in_all(tmp_path):
     with pytest.raises(ValueError, match="warm_start"):
         run_experiment(ExperimentConfig(strategies=("oracle",), warm_start=True, **tiny), out=str(tmp_path / "w"),
                        progress=False, verbose=False, plot=False)
+
+
+def test_paired_differences_and_spearman():
+    from autoal_fast.experiment.reports import paired_differences, spearman
+
+    runs = {"autoal": {0: 0.80, 1: 0.70, 2: 0.90}, "margin": {0: 0.78, 1: 0.71, 2: 0.85, 3: 0.5}}
+    d = paired_differences(runs, "autoal")["margin"]
+    diffs = np.array([0.02, -0.01, 0.05])  # seed 3 has no pair
+    assert d["n"] == 3 and d["wins"] == 2 and d["losses"] == 1
+    assert d["mean"] == pytest.approx(diffs.mean()) and d["se"] == pytest.approx(diffs.std(ddof=1) / np.sqrt(3))
+    with pytest.raises(ValueError, match="ref"):
+        paired_differences(runs, "badge")
+    assert spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 1, 2, 3], [1, 2, 3, 4]) == pytest.approx(np.corrcoef([0.5, 0.5, 2, 3], [0, 1, 2, 3])[0, 1])
+    assert np.isnan(spearman([1, 1], [1, 2]))

@@ -140,7 +140,16 @@ def query_indices(name: str, pool: PoolOutputs, k: int, *, labeled: PoolOutputs,
             picks[c] = _strategies.select(c, pool, k, labeled=labeled, seed=seed).long().cpu()
             accs[c] = next_acc(picks[c])
         best = max(cfg.candidates, key=lambda c: accs[c])
-        return picks[best], {"chosen": best, "next_acc": accs}
+        info = {"chosen": best, "next_acc": accs}
+        if cfg.autoal.get("objective", "value") == "value" and labeled.n_samples >= 6:
+            # what AutoAL's simulation says of each candidate in this very round (fidelity)
+            from ..autoal import AutoAL
+
+            al = AutoAL(strategies=list(cfg.candidates), budget=k, device=pool.device, seed=seed,
+                        **dict(cfg.autoal, objective="value"))
+            rep = al.fit(labeled, labeled_y, k=k, n_pool=pool.n_samples)
+            info["autoal_value"] = {c: round(float(v), 6) for c, v in rep.candidate_value.items()}
+        return picks[best], info
     if name == "autoal":
         try:
             from ..autoal import AutoAL
@@ -149,7 +158,7 @@ def query_indices(name: str, pool: PoolOutputs, k: int, *, labeled: PoolOutputs,
         al = AutoAL(strategies=list(cfg.candidates), budget=k, device=pool.device, seed=seed, **cfg.autoal)
         if state.get("autoal") is not None:
             al.load_state_dict(state["autoal"])
-        al.fit(labeled, labeled_y, k=k, n_pool=pool.n_samples)  # the search selects the query's ratio k/|U|
+        rep = al.fit(labeled, labeled_y, k=k, n_pool=pool.n_samples)  # the search selects the query's ratio k/|U|
         res = al.query(pool, k)
         state["autoal"] = copy.deepcopy(al.state_dict())
         info = {}
@@ -157,6 +166,10 @@ def query_indices(name: str, pool: PoolOutputs, k: int, *, labeled: PoolOutputs,
         if isinstance(w, torch.Tensor) and w.ndim == 2 and w.shape[1] == len(cfg.candidates):
             sel = w[res.indices.to(w.device)].float().mean(0)
             info["mean_weights"] = {c: round(float(v), 6) for c, v in zip(cfg.candidates, sel)}
+            # the paper's figure: each strategy's share of the weight over the pool, per round
+            info["weight_share"] = {c: round(float(v), 6) for c, v in zip(cfg.candidates, w.float().mean(0))}
+        if getattr(rep, "candidate_value", None):
+            info["candidate_value"] = {c: round(float(v), 6) for c, v in rep.candidate_value.items()}
         return torch.as_tensor(res.indices).long().cpu(), info
     if name == "albl":
         from .alb import ALBL

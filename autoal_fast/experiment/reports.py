@@ -13,7 +13,8 @@ import numpy as np
 from .checkpoints import write_text_atomic
 from .config import EXTRA_STRATEGIES, ExperimentConfig
 
-__all__ = ["aubc", "summarise", "strip_timings", "format_table", "merge_results", "write_reports"]
+__all__ = ["aubc", "summarise", "strip_timings", "format_table", "merge_results", "write_reports",
+           "paired_differences", "spearman"]
 
 
 def aubc(labeled, acc) -> float:
@@ -49,6 +50,56 @@ def summarise(runs_by_strategy: dict, cfg: ExperimentConfig, complete: bool) -> 
             "runs": runs,
         }
     return {"complete": complete, "strategies": out, "config": cfg.to_dict()}
+
+
+def paired_differences(aubc_by_label: dict, ref: str) -> dict:
+    """``ref``'s AUBC minus every other label's, paired by seed.
+
+    ``aubc_by_label``: label -> {seed: AUBC}. Only seeds both have count (same seed =
+    same initial set, pool and model initialisation: common random numbers). Returns
+    label -> {"n", "mean", "se", "wins", "losses"}: the mean paired difference, its
+    standard error (std with ddof=1 over sqrt(n); NaN for n < 2), and the seeds on
+    which ``ref`` is ahead / behind.
+    """
+    if ref not in aubc_by_label:
+        raise ValueError(f"ref={ref!r} is not among the labels {sorted(aubc_by_label)} (paired_differences)")
+    base = aubc_by_label[ref]
+    out = {}
+    for label, runs in aubc_by_label.items():
+        if label == ref:
+            continue
+        seeds = sorted(set(base) & set(runs))
+        d = np.array([base[s] - runs[s] for s in seeds], dtype=np.float64)
+        n = int(d.size)
+        out[label] = {"n": n, "mean": float(d.mean()) if n else float("nan"),
+                      "se": float(d.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
+                      "wins": int((d > 0).sum()), "losses": int((d < 0).sum())}
+    return out
+
+
+def spearman(a, b) -> float:
+    """Spearman rank correlation of two equal-length sequences (ties get their mean rank);
+    NaN when either is constant or shorter than 2."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.size != b.size:
+        raise ValueError(f"spearman needs equal lengths; got {a.size} and {b.size}")
+    if a.size < 2:
+        return float("nan")
+
+    def ranks(x):
+        order = np.argsort(x, kind="stable")
+        r = np.empty(x.size, dtype=np.float64)
+        r[order] = np.arange(x.size, dtype=np.float64)
+        for v in np.unique(x):  # ties: mean rank
+            m = x == v
+            r[m] = r[m].mean()
+        return r
+
+    ra, rb = ranks(a), ranks(b)
+    if ra.std() == 0 or rb.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def strip_timings(obj):

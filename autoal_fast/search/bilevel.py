@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from .relax import aggregate, count_penalty, ranking_loss, soft_topk
 
-__all__ = ["SearchConfig", "FitReport", "pretrain_fitnet", "alternate"]
+__all__ = ["SearchConfig", "FitReport", "pretrain_fitnet", "alternate", "selection_value", "candidate_values"]
 
 
 @dataclass
@@ -43,6 +43,17 @@ class SearchConfig:
     rank_weight: float = 1.0
     rank_margin: float = 1.0
     entropy_weight: float = 0.0
+    #: "max_loss" (the first build: put the selection on FitNet's hardest samples) or
+    #: "value" (the bi-level problem taken literally: FitNet's loss on the judge set C
+    #: after one differentiable update on the soft selection of B with its labels).
+    objective: str = "max_loss"
+    #: SGD step size and number of unrolled steps of the differentiable FitNet update.
+    inner_lr: float = 0.1
+    inner_steps: int = 1
+    #: Prior strategy weights (K,) that SearchNet starts from and is pulled back to by
+    #: ``entropy_weight * KL(W(x) || prior)``; None is uniform (then the term is the
+    #: entropy bonus of the first build, up to a constant).
+    prior: tuple | None = None
     soft_topk_iters: int | None = None
     #: Gradients of each net are clipped to this 2-norm (the reported norms are
     #: the ones before clipping). Without it the loss head's piecewise-linear
@@ -61,7 +72,10 @@ class FitReport:
         FitNet cross-entropy on half A during pre-training.
     search_loss, lift, count_penalty, rank_loss, fit_loss : list of float
         SearchNet's total loss; the lift it maximises (mean FitNet loss of the soft
-        selection over B's mean; 1 = no better than uniform); the count penalty; the
+        selection over B's mean; 1 = no better than uniform); ``value``: with
+        ``objective="value"``, the drop of the judge set's loss after FitNet's update on
+        the soft selection, over the drop after the same update on a uniform selection
+        of the same size (1 = no better than uniform); the count penalty; the
         loss head's ranking loss; FitNet's loss.
     grad_norm_search, grad_norm_loss_head, grad_norm_fit : list of float
         Gradient 2-norms of SearchNet (trunk + weight head), the loss-prediction head
@@ -76,6 +90,11 @@ class FitReport:
         Strategy name -> sum over B of its weight W_k(x) after the search (sums to |B|).
     weight_share : dict
         The same, divided by |B| (the data of the paper's figure of weights over rounds).
+    candidate_value : dict
+        With ``objective="value"``: strategy name -> the value of its own hard picks on
+        B (C's loss drop after FitNet's update on them, over the drop for a uniform
+        selection of the same size), measured after the search: what the simulation
+        says of each candidate, for the fidelity report.
     n_a, n_b, k_b, ratio : sizes of the halves, B's selection size ceil(t |B|) and t.
     times : dict
         Seconds per phase (split, pretrain, candidates, search).
@@ -84,6 +103,7 @@ class FitReport:
     pretrain_loss: list = field(default_factory=list)
     search_loss: list = field(default_factory=list)
     lift: list = field(default_factory=list)
+    value: list = field(default_factory=list)
     count_penalty: list = field(default_factory=list)
     rank_loss: list = field(default_factory=list)
     fit_loss: list = field(default_factory=list)
@@ -95,6 +115,7 @@ class FitReport:
     target_count: float = 0.0
     weight_totals: dict = field(default_factory=dict)
     weight_share: dict = field(default_factory=dict)
+    candidate_value: dict = field(default_factory=dict)
     n_a: int = 0
     n_b: int = 0
     k_b: int = 0
@@ -135,19 +156,85 @@ def pretrain_fitnet(fitnet, opt_fit, x_a, y_a, steps: int, batch_size: int, gen)
     return [float(v) for v in torch.stack(losses).cpu()] if losses else []
 
 
+def selection_value(fitnet, s, x_b, y_b, x_c, y_c, inner_lr: float, inner_steps: int = 1,
+                    x_a=None, y_a=None) -> tuple:
+    """Value of a soft selection of B: how much FitNet's loss on C drops after it learns it.
+
+    FitNet's parameters theta are held fixed (no gradient to them); ``inner_steps`` SGD
+    steps of size ``inner_lr`` on ``CE(A) + sum_i s_i l_i(theta) / sum_i s_i`` (the A term
+    only when ``x_a`` is given) give theta'(s), built with ``create_graph`` so that
+    ``L_C(theta'(s))`` is differentiable in ``s``. With one step its gradient is the
+    hypergradient of Ren et al. (2018) and GLISTER (Killamsetty et al., 2021):
+    ``dL_C/ds_i = -inner_lr / sum(s) * <grad l_i(theta), grad L_C(theta')>`` (+ the
+    normalisation's term), the alignment of the sample's loss gradient with the judge's.
+
+    FitNet runs in eval mode here (no dropout noise in the value). Returns
+    ``(gain, base)``: ``gain = L_C(theta) - L_C(theta'(s))`` (a differentiable scalar)
+    and ``base = L_C(theta)`` (no gradient).
+    """
+    from torch.func import functional_call
+
+    was_training = fitnet.training
+    fitnet.eval()
+    params = {n: p.detach().requires_grad_(True) for n, p in fitnet.named_parameters()}
+    buffers = dict(fitnet.named_buffers())
+    with torch.no_grad():
+        base = F.cross_entropy(functional_call(fitnet, (params, buffers), (x_c,)), y_c)
+    cur = params
+    for _ in range(inner_steps):
+        l_b = F.cross_entropy(functional_call(fitnet, (cur, buffers), (x_b,)), y_b, reduction="none")
+        inner = (s * l_b).sum() / s.sum().clamp_min(1e-12)
+        if x_a is not None:
+            inner = inner + F.cross_entropy(functional_call(fitnet, (cur, buffers), (x_a,)), y_a)
+        grads = torch.autograd.grad(inner, list(cur.values()), create_graph=True)
+        cur = {n: p - inner_lr * g for (n, p), g in zip(cur.items(), grads)}
+    judged = F.cross_entropy(functional_call(fitnet, (cur, buffers), (x_c,)), y_c)
+    fitnet.train(was_training)
+    return base - judged, base
+
+
+def candidate_values(fitnet, picks_b, x_b, y_b, x_c, y_c, inner_lr: float, inner_steps: int = 1) -> list:
+    """``selection_value`` of each column of ``picks_b`` (n_b, K) as a hard selection,
+    over that of a uniform selection of the same size; a list of K floats."""
+    out = []
+    with torch.enable_grad():
+        for k in range(picks_b.shape[1]):
+            s = picks_b[:, k].to(torch.float32)
+            gain, _ = selection_value(fitnet, s, x_b, y_b, x_c, y_c, inner_lr, inner_steps)
+            u = torch.full_like(s, float(s.sum()) / s.numel())
+            gain_u, _ = selection_value(fitnet, u, x_b, y_b, x_c, y_c, inner_lr, inner_steps)
+            out.append(float(gain.detach() / gain_u.detach().abs().clamp_min(1e-8)))
+    return out
+
+
+def _prior_penalty(w: torch.Tensor, prior: torch.Tensor | None) -> torch.Tensor:
+    """mean_x KL(W(x) || prior); with a uniform prior, minus the mean entropy (+ const)."""
+    wl = w * torch.log(w.clamp_min(1e-12))
+    if prior is None:
+        return wl.sum(1).mean()
+    return (wl - w * torch.log(prior.clamp_min(1e-12))).sum(1).mean()
+
+
 def alternate(fitnet, searchnet, opt_fit, opt_search, x_a, y_a, x_b, y_b, cand_b, ranks_b, picks_b,
-              ratio: float, cfg: SearchConfig, gen: torch.Generator, report: FitReport) -> None:
+              ratio: float, cfg: SearchConfig, gen: torch.Generator, report: FitReport,
+              x_c=None, y_c=None) -> None:
     """The alternating steps; appends per-step figures to ``report``.
 
     cand_b: (n_b, 2K) SearchNet's candidate inputs; ranks_b, picks_b: (n_b, K).
+    ``objective="value"`` needs the judge set (``x_c``, ``y_c``); FitNet's own step is
+    then CE on A only, so that B and C stay unseen by the model that judges them.
     """
     fitnet.train()
     searchnet.train()
     n_b = x_b.shape[0]
+    value_mode = cfg.objective == "value"
+    if value_mode and x_c is None:
+        raise ValueError("objective='value' needs the judge set x_c, y_c")
+    prior = None if cfg.prior is None else torch.as_tensor(cfg.prior, dtype=torch.float32, device=x_b.device)
     search_params = searchnet.search_parameters()
     head_params = list(searchnet.loss_head.parameters())
     fit_params = list(fitnet.parameters())
-    rec = {k: [] for k in ("search_loss", "lift", "count_penalty", "rank_loss", "fit_loss",
+    rec = {k: [] for k in ("search_loss", "lift", "value", "count_penalty", "rank_loss", "fit_loss",
                            "grad_norm_search", "grad_norm_loss_head", "grad_norm_fit",
                            "soft_count", "topk_count")}
     k_full = None
@@ -168,28 +255,44 @@ def alternate(fitnet, searchnet, opt_fit, opt_search, x_a, y_a, x_b, y_b, cand_b
         a = aggregate(w, pb, rb, cfg.theta, cfg.rank_mix)
         s = soft_topk(a, k_b, cfg.temperature, n_iter=cfg.soft_topk_iters)
         lift = (s * l_det).sum() / (k_b * l_det.mean().clamp_min(1e-12))
+        if value_mode:
+            ic = _batch(x_c.shape[0], cfg.batch_size, gen, x_c.device)
+            xc, yc = (x_c, y_c) if ic is None else (x_c[ic], y_c[ic])
+            gain, _ = selection_value(fitnet, s, xb, yb, xc, yc, cfg.inner_lr, cfg.inner_steps)
+            with torch.no_grad():  # the same update on a uniform selection of the same size
+                u = torch.full_like(s, k_b / nb)
+            with torch.enable_grad():
+                gain_u, _ = selection_value(fitnet, u, xb, yb, xc, yc, cfg.inner_lr, cfg.inner_steps)
+            value = gain / gain_u.detach().abs().clamp_min(1e-8)
+            objective = value
+        else:
+            value = lift.detach() * 0.0
+            objective = lift
         pen, soft_count = count_penalty(a, k_b, cfg.temperature)
         rank = ranking_loss(pred_loss, l_det, cfg.rank_margin)
-        loss_s = -lift + cfg.count_weight * pen + cfg.rank_weight * rank
+        loss_s = -objective + cfg.count_weight * pen + cfg.rank_weight * rank
         if cfg.entropy_weight:
-            # minus the mean entropy of W(x): keeps the weights from collapsing on one strategy
-            loss_s = loss_s + cfg.entropy_weight * (w * torch.log(w.clamp_min(1e-12))).sum(1).mean()
+            # KL(W(x) || prior): keeps the weights from collapsing on one strategy
+            # without evidence (with no prior: the entropy bonus)
+            loss_s = loss_s + cfg.entropy_weight * _prior_penalty(w, prior)
         opt_search.zero_grad(set_to_none=True)
         loss_s.backward()
         gs, gh = _grad_norm(search_params), _grad_norm(head_params)
         torch.nn.utils.clip_grad_norm_(search_params, cfg.max_grad_norm)
         torch.nn.utils.clip_grad_norm_(head_params, cfg.max_grad_norm)
         opt_search.step()
-        # 4. FitNet step: CE on an A batch + the selection-weighted loss on B
+        # 4. FitNet step: CE on an A batch (+ the selection-weighted loss on B for max_loss)
         ia = _batch(x_a.shape[0], cfg.batch_size, gen, x_a.device)
         xa, ya = (x_a, y_a) if ia is None else (x_a[ia], y_a[ia])
-        loss_fit = F.cross_entropy(fitnet(xa), ya) + (s.detach() * loss_f).mean()
+        loss_fit = F.cross_entropy(fitnet(xa), ya)
+        if not value_mode:
+            loss_fit = loss_fit + (s.detach() * loss_f).mean()
         opt_fit.zero_grad(set_to_none=True)
         loss_fit.backward()
         gf = _grad_norm(fit_params)
         torch.nn.utils.clip_grad_norm_(fit_params, cfg.max_grad_norm)
         opt_fit.step()
-        for key, v in (("search_loss", loss_s), ("lift", lift), ("count_penalty", pen),
+        for key, v in (("search_loss", loss_s), ("lift", lift), ("value", value), ("count_penalty", pen),
                        ("rank_loss", rank), ("fit_loss", loss_fit), ("grad_norm_search", gs),
                        ("grad_norm_loss_head", gh), ("grad_norm_fit", gf),
                        ("soft_count", soft_count), ("topk_count", s.sum())):

@@ -90,9 +90,13 @@ class SearchNet(nn.Module):
     hidden : int, default=64
     backbone : nn.Module, default=None
         As in FitNet.
+    prior : sequence of float, length K, default=None
+        Initial weights (positive, summing to 1): the weight head starts at bias
+        ``log(prior)`` and zero slope, so W(x) = prior for every x. None: uniform.
     """
 
-    def __init__(self, d_in: int, n_strategies: int, hidden: int = 64, backbone: nn.Module | None = None):
+    def __init__(self, d_in: int, n_strategies: int, hidden: int = 64, backbone: nn.Module | None = None,
+                 prior=None):
         super().__init__()
         self.backbone = nn.Identity() if backbone is None else backbone
         self.norm = Standardize(d_in) if backbone is None else nn.Identity()
@@ -103,8 +107,11 @@ class SearchNet(nn.Module):
         self.weight_head = nn.Linear(hidden, n_strategies)
         # loss-prediction head (learning loss): a small MLP on the shared hidden features
         self.loss_head = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
-        nn.init.zeros_(self.weight_head.weight)  # start from uniform weights over strategies
+        nn.init.zeros_(self.weight_head.weight)  # start from the prior (default uniform) for every x
         nn.init.zeros_(self.weight_head.bias)
+        if prior is not None:
+            with torch.no_grad():
+                self.weight_head.bias.copy_(torch.log(torch.as_tensor(prior, dtype=torch.float32)))
 
     def forward(self, x, cand, predict_loss: bool = True):
         """Returns (weights (n, K), predicted loss (n,) or None when ``predict_loss`` is False)."""

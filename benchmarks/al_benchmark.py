@@ -1,0 +1,264 @@
+"""The active-learning benchmark: AutoAL against every strategy, paired by seed, per setting.
+
+One run folder per (setting, label, seed) under ``--root`` (default ``runs/al_bench``), each
+an ordinary ``run_experiment`` folder with its checkpoint: a killed run continues with
+``--resume`` semantics, finished folders are skipped, and any number of processes (or
+sessions) can work on disjoint labels or seeds side by side; ``--table`` (or the end of a
+run) reads whatever is finished and writes one table.
+
+    python benchmarks/al_benchmark.py --settings a --labels margin,badge,random,autoal --seeds 0-4 --jobs 2
+    python benchmarks/al_benchmark.py --settings a,d --table          # the table only
+
+Labels are strategies (``random``, ``margin``, ..., ``albl``, ``oracle``) and AutoAL
+variants (``autoal`` with its defaults, ``autoal_prior``: the prior it starts from, frozen,
+``autoal_maxloss``: the first build's objective, ...; see ``VARIANTS``). The table gives per
+label the AUBC mean and std over seeds and AutoAL's paired difference against it (mean,
+standard error, wins out of seeds). ``--ref`` picks the label the differences are taken
+against. The summary (per-seed AUBC, per-round accuracy, AutoAL's weight share per round,
+the oracle's foresight and its rank agreement with AutoAL's signal) goes to
+``--json`` (default ``benchmarks/results/al_bench.json``) and the table to ``--md``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+
+import numpy as np
+
+#: The settings of issue 11. ``a`` is ``autoal-fast run``'s defaults.
+SETTINGS = {
+    "a": ("digits, MLP, 20 + 10 x 20 (autoal-fast run defaults)", dict(dataset="digits")),
+    "b": ("Fashion-MNIST, CNN, 10k pool, 100 + 10 x 100", dict(
+        dataset="fashion-mnist", pool_subsample=10000, test_subsample=4000, initial=100, budget=100,
+        rounds=10, epochs=10, min_steps=100, batch_size=32)),
+    "c": ("Fashion-MNIST, CNN, 20k pool, 1000 + 5 x 1000", dict(
+        dataset="fashion-mnist", pool_subsample=20000, test_subsample=4000, initial=1000, budget=1000,
+        rounds=5, epochs=5, min_steps=200, batch_size=64)),
+    "d": ("MNIST-1D, 1-D CNN, 4k pool, 100 + 8 x 100", dict(
+        dataset="mnist1d", initial=100, budget=100, rounds=8, epochs=20, min_steps=100)),
+}
+
+#: The paper's seven plus badge: the candidate set of the AutoAL variants below.
+CANDIDATES8 = ("entropy", "margin", "least_confidence", "var_ratio", "bald", "mean_std", "kmeans", "badge")
+
+#: label -> (strategy, extra ExperimentConfig fields). Plain strategies map to themselves.
+VARIANTS = {
+    "autoal": ("autoal", {}),
+    "autoal_prior": ("autoal", {"autoal": {"search_steps": 0}}),
+    "autoal_maxloss": ("autoal", {"autoal": {"objective": "max_loss", "prior": None}}),
+    "autoal_uniform": ("autoal", {"autoal": {"prior": None}}),
+    "autoal_paper7": ("autoal", {"candidates": ("entropy", "margin", "least_confidence", "var_ratio", "bald",
+                                                "mean_std", "kmeans")}),
+}
+
+
+def _parse_seeds(text: str) -> list:
+    out = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        out += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+    return out
+
+
+def _label_config(setting: str, label: str, seed: int, threads: int):
+    from autoal_fast.experiment import ExperimentConfig, strategy_names
+
+    strategy, extra = VARIANTS.get(label, (label, {}))
+    if strategy not in strategy_names() and strategy != "oracle":
+        raise SystemExit(f"al_benchmark: unknown label {label!r}: strategies {strategy_names() + ['oracle']} "
+                         f"or variants {sorted(VARIANTS)}")
+    fields = dict(SETTINGS[setting][1])
+    fields.update(candidates=CANDIDATES8)
+    extra = dict(extra)
+    if "autoal" in extra:
+        extra["autoal"] = dict(extra["autoal"])
+    fields.update(extra)
+    return ExperimentConfig(strategies=(strategy,), seeds=(seed,), threads=threads, **fields), strategy
+
+
+def _folder(root, setting, label, seed):
+    return os.path.join(root, setting, label, f"seed{seed}")
+
+
+def run_one(root: str, setting: str, label: str, seed: int, threads: int) -> str:
+    """Run (or continue) one folder; returns a line for the log."""
+    import torch
+
+    from autoal_fast.experiment import CHECKPOINT, run_experiment
+
+    torch.set_num_threads(threads)
+    out = _folder(root, setting, label, seed)
+    res_path = os.path.join(out, "results.json")
+    if os.path.exists(res_path):
+        with open(res_path) as f:
+            if json.load(f).get("complete"):
+                return f"{setting}/{label}/seed{seed}: done before"
+    cfg, _ = _label_config(setting, label, seed, threads)
+    t0 = time.perf_counter()
+    resume = os.path.exists(os.path.join(out, CHECKPOINT))
+    run_experiment(cfg, out=out, resume=resume, progress=False, verbose=False, plot=False)
+    return f"{setting}/{label}/seed{seed}: {time.perf_counter() - t0:.0f} s"
+
+
+def collect(root: str, setting: str) -> dict:
+    """label -> {seed: run record} of every finished folder of a setting."""
+    found = {}
+    base = os.path.join(root, setting)
+    if not os.path.isdir(base):
+        return found
+    for label in sorted(os.listdir(base)):
+        for sd in sorted(os.listdir(os.path.join(base, label))):
+            p = os.path.join(base, label, sd, "results.json")
+            if not os.path.exists(p):
+                continue
+            with open(p) as f:
+                r = json.load(f)
+            if not r.get("complete"):
+                continue
+            for v in r["strategies"].values():
+                for run in v["runs"]:
+                    found.setdefault(label, {})[run["seed"]] = run
+    return found
+
+
+def _weight_share(run: dict) -> list:
+    return [rd["info"]["weight_share"] for rd in run["rounds"] if rd.get("info", {}).get("weight_share")]
+
+
+def _fidelity(runs: dict) -> dict:
+    """Rank agreement of the oracle's real next-round accuracies with AutoAL's simulated
+    candidate values recorded in the same rounds (oracle runs only)."""
+    from autoal_fast.experiment.reports import spearman
+
+    per_round, real_sum, sim_sum = [], {}, {}
+    for run in runs.get("oracle", {}).values():
+        for rd in run["rounds"]:
+            info = rd.get("info", {})
+            real, sim = info.get("next_acc"), info.get("autoal_value")
+            if not real or not sim:
+                continue
+            names = sorted(set(real) & set(sim))
+            per_round.append(spearman([real[c] for c in names], [sim[c] for c in names]))
+            for c in names:
+                real_sum[c] = real_sum.get(c, 0.0) + real[c]
+                sim_sum[c] = sim_sum.get(c, 0.0) + sim[c]
+    if not per_round:
+        return {}
+    names = sorted(real_sum)
+    pr = np.array(per_round, dtype=np.float64)
+    pr = pr[np.isfinite(pr)]
+    return {"rounds": int(pr.size), "spearman_per_round_mean": float(pr.mean()) if pr.size else float("nan"),
+            "spearman_per_round_se": float(pr.std(ddof=1) / np.sqrt(pr.size)) if pr.size > 1 else float("nan"),
+            "spearman_summed": spearman([real_sum[c] for c in names], [sim_sum[c] for c in names]),
+            "oracle_chosen": {c: sum(rd.get("info", {}).get("chosen") == c for run in runs["oracle"].values()
+                                     for rd in run["rounds"]) for c in names}}
+
+
+def summary(root: str, settings, ref: str) -> dict:
+    from autoal_fast.experiment.reports import paired_differences
+
+    out = {}
+    for st in settings:
+        runs = collect(root, st)
+        if not runs:
+            continue
+        aubc = {lab: {s: r["aubc"] for s, r in v.items()} for lab, v in runs.items()}
+        entry = {"description": SETTINGS[st][0], "config": SETTINGS[st][1], "labels": {}}
+        for lab, v in aubc.items():
+            a = np.array(list(v.values()), dtype=np.float64)
+            q = [rd["query_seconds"] for r in runs[lab].values() for rd in r["rounds"] if rd.get("query_seconds")]
+            entry["labels"][lab] = {
+                "aubc": {str(s): v[s] for s in sorted(v)}, "mean": float(a.mean()), "std": float(a.std(ddof=0)),
+                "query_seconds_per_round": float(np.mean(q)) if q else None,
+                "test_acc": {str(s): [rd["test_acc"] for rd in runs[lab][s]["rounds"]] for s in sorted(v)},
+            }
+            ws = {str(s): _weight_share(runs[lab][s]) for s in sorted(v)}
+            if any(ws.values()):
+                entry["labels"][lab]["weight_share"] = ws
+        if ref in aubc:
+            entry["paired_vs_" + ref] = paired_differences(aubc, ref)
+        fid = _fidelity(runs)
+        if fid:
+            entry["fidelity"] = fid
+        out[st] = entry
+    return out
+
+
+def markdown(summ: dict, ref: str) -> str:
+    lines = []
+    for st, e in summ.items():
+        lines += [f"**{st}. {e['description']}**", "",
+                  f"| label | AUBC mean ± std | seeds | {ref} − label (mean ± SE) | {ref} wins |",
+                  "|---|---|---|---|---|"]
+        pd = e.get("paired_vs_" + ref, {})
+        for lab, v in sorted(e["labels"].items(), key=lambda kv: -kv[1]["mean"]):
+            d = pd.get(lab)
+            diff = "-" if d is None else f"{d['mean']:+.4f} ± {d['se']:.4f}"
+            wins = "-" if d is None else f"{d['wins']}/{d['n']}"
+            name = f"**{lab}**" if lab == ref else lab
+            lines.append(f"| {name} | {v['mean']:.4f} ± {v['std']:.4f} | {len(v['aubc'])} | {diff} | {wins} |")
+        fid = e.get("fidelity")
+        if fid:
+            lines += ["", f"Fidelity (oracle runs, {fid['rounds']} rounds): Spearman of AutoAL's simulated candidate "
+                          f"values against the real next-round accuracies, per round {fid['spearman_per_round_mean']:+.2f}"
+                          f" ± {fid['spearman_per_round_se']:.2f}, summed over rounds {fid['spearman_summed']:+.2f}."]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--settings", default="a", help=f"comma list of {sorted(SETTINGS)} (default a)")
+    ap.add_argument("--labels", default="", help="comma list of strategies / AutoAL variants to run")
+    ap.add_argument("--seeds", default="0-4", help="e.g. 0-4 or 0,2 (default 0-4)")
+    ap.add_argument("--root", default="runs/al_bench", help="run folders (default runs/al_bench)")
+    ap.add_argument("--jobs", type=int, default=1, help="processes side by side (default 1)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1)")
+    ap.add_argument("--ref", default="autoal", help="label the paired differences are taken against")
+    ap.add_argument("--table", action="store_true", help="only write the table from finished folders")
+    ap.add_argument("--json", default="benchmarks/results/al_bench.json")
+    ap.add_argument("--md", default="benchmarks/results/al_bench.md")
+    a = ap.parse_args(argv)
+    settings = [s.strip() for s in a.settings.split(",") if s.strip()]
+    bad = [s for s in settings if s not in SETTINGS]
+    if bad:
+        ap.error(f"--settings: unknown {bad}; choose from {sorted(SETTINGS)}")
+    if a.jobs < 1 or a.threads < 1:
+        ap.error("--jobs and --threads must be >= 1")
+    labels = [s.strip() for s in a.labels.split(",") if s.strip()]
+    if not a.table:
+        if not labels:
+            ap.error("--labels is required unless --table")
+        for st in settings:
+            for lab in labels:
+                _label_config(st, lab, 0, a.threads)  # unknown labels fail before any run
+        jobs = [(a.root, st, lab, sd, a.threads) for st in settings for sd in _parse_seeds(a.seeds) for lab in labels]
+        if a.jobs == 1:
+            for j in jobs:
+                print(run_one(*j), flush=True)
+        else:
+            with ProcessPoolExecutor(a.jobs) as ex:
+                for fut in as_completed([ex.submit(run_one, *j) for j in jobs]):
+                    print(fut.result(), flush=True)
+    summ = summary(a.root, settings, a.ref)
+    if os.path.exists(a.json):  # keep the settings not summarised now
+        with open(a.json) as f:
+            old = json.load(f)
+        old.update(summ)
+        summ = old
+    os.makedirs(os.path.dirname(a.json) or ".", exist_ok=True)
+    with open(a.json, "w") as f:
+        json.dump(summ, f, indent=1, sort_keys=True)
+    text = markdown(summ, a.ref)
+    with open(a.md, "w") as f:
+        f.write(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

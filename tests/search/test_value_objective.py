@@ -1,0 +1,152 @@
+"""The literal bi-level objective (objective="value"): the value of a soft selection is C's
+loss drop after FitNet learns it; its gradient, the prior on SearchNet's weights, and AutoAL
+with both."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import autoal_fast as aaf
+from autoal_fast.search.bilevel import candidate_values, selection_value
+from autoal_fast.search.nets import FitNet, SearchNet
+
+
+def _tiny(seed, n_b=9, n_c=7, d=4, c=3, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    net = FitNet(d, c, hidden=5, dropout=0.3).to(dtype)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=dtype) * 0.5)
+    xb, xc = torch.randn(n_b, d, generator=g, dtype=dtype), torch.randn(n_c, d, generator=g, dtype=dtype)
+    yb, yc = torch.randint(0, c, (n_b,), generator=g), torch.randint(0, c, (n_c,), generator=g)
+    s = torch.rand(n_b, generator=g, dtype=dtype) * 0.9 + 0.05
+    return net, xb, yb, xc, yc, s
+
+
+def _plain_value(net, s, xb, yb, xc, yc, lr, steps):
+    """The same quantity written out with explicit parameter copies (eval mode)."""
+    from torch.func import functional_call
+
+    net.eval()
+    params = {n: p.detach().clone() for n, p in net.named_parameters()}
+    base = F.cross_entropy(functional_call(net, params, (xc,)), yc).detach()
+    for _ in range(steps):
+        params = {n: p.detach().clone().requires_grad_(True) for n, p in params.items()}
+        loss = (s * F.cross_entropy(functional_call(net, params, (xb,)), yb, reduction="none")).sum() / s.sum()
+        grads = torch.autograd.grad(loss, list(params.values()))
+        params = {n: p - lr * g for (n, p), g in zip(params.items(), grads)}
+    return float((base - F.cross_entropy(functional_call(net, params, (xc,)), yc)).detach())
+
+
+@pytest.mark.parametrize("seed,steps", [(0, 1), (1, 1), (2, 3)])
+def test_selection_value_matches_plain_and_finite_differences(seed, steps):
+    net, xb, yb, xc, yc, s = _tiny(seed)
+    lr = 0.3
+    s = s.clone().requires_grad_(True)
+    gain, base = selection_value(net, s, xb, yb, xc, yc, lr, steps)  # base: no gradient
+    plain = _plain_value(net, s.detach(), xb, yb, xc, yc, lr, steps)
+    assert float(gain.detach()) == pytest.approx(plain, rel=1e-10, abs=1e-12)
+    assert float(base) == pytest.approx(float(F.cross_entropy(net.eval()(xc), yc).detach()), rel=1e-12)
+    (grad,) = torch.autograd.grad(gain, s)
+    eps = 1e-6
+    fd = torch.empty_like(grad)
+    for i in range(s.numel()):
+        e = torch.zeros_like(s)
+        e[i] = eps
+        hi = _plain_value(net, (s + e).detach(), xb, yb, xc, yc, lr, steps)
+        lo = _plain_value(net, (s - e).detach(), xb, yb, xc, yc, lr, steps)
+        fd[i] = (hi - lo) / (2 * eps)
+    assert torch.allclose(grad, fd, rtol=1e-5, atol=1e-9), (grad, fd)
+    assert all(p.grad is None for p in net.parameters())  # FitNet itself is not trained by the value
+
+
+def test_one_step_gradient_is_the_alignment_of_loss_gradients():
+    """d gain / d s_i at lr -> 0 is lr / sum(s) * <grad l_i - grad L_s, grad L_C>: GLISTER's credit."""
+    net, xb, yb, xc, yc, s = _tiny(3)
+    lr = 1e-4
+    s = s.clone().requires_grad_(True)
+    gain, _ = selection_value(net, s, xb, yb, xc, yc, lr, 1)
+    (grad,) = torch.autograd.grad(gain, s)
+    net.eval()
+    params = list(net.parameters())
+    g_c = torch.autograd.grad(F.cross_entropy(net(xc), yc), params)
+    flat_c = torch.cat([g.reshape(-1) for g in g_c])
+    per = []
+    for i in range(xb.shape[0]):
+        gi = torch.autograd.grad(F.cross_entropy(net(xb[i:i + 1]), yb[i:i + 1]), params)
+        per.append(torch.cat([g.reshape(-1) for g in gi]))
+    per = torch.stack(per)
+    w = s.detach() / s.detach().sum()
+    mean_g = (w[:, None] * per).sum(0)
+    expect = lr / s.detach().sum() * ((per - mean_g) @ flat_c)
+    assert torch.allclose(grad, expect, rtol=2e-3, atol=1e-12)
+
+
+def test_candidate_values_rank_a_helpful_selection_first():
+    """A selection that holds C's own samples (duplicated into B) is worth more than its
+    complement, relative to a uniform selection."""
+    torch.manual_seed(0)
+    net, _, _, xc, yc, _ = _tiny(4, n_c=8)
+    g = torch.Generator().manual_seed(5)
+    x_other = torch.randn(8, 4, generator=g, dtype=torch.float64) * 3
+    y_other = torch.randint(0, 3, (8,), generator=g)
+    xb, yb = torch.cat([xc, x_other]), torch.cat([yc, y_other])
+    picks = torch.zeros(16, 2, dtype=torch.float64)
+    picks[:8, 0] = 1
+    picks[8:, 1] = 1
+    v = candidate_values(net, picks, xb, yb, xc, yc, 0.05)
+    assert len(v) == 2 and v[0] > 1.0 > v[1]
+
+
+def test_searchnet_starts_at_the_prior():
+    prior = (0.7, 0.2, 0.1)
+    net = SearchNet(6, 3, hidden=8, prior=prior)
+    w, _ = net(torch.randn(5, 6), torch.rand(5, 6))
+    assert torch.allclose(w, torch.tensor(prior).expand(5, 3), atol=1e-6)
+
+
+def _lab(n=60, c=3, d=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    lab = aaf.PoolOutputs(torch.randn(n, c, generator=g), torch.randn(n, d, generator=g))
+    return lab, torch.randint(0, c, (n,), generator=g)
+
+
+@pytest.mark.parametrize("prior,expect", [
+    ("margin", {"margin": 1.0}), ("margin+entropy", {"margin": 0.5, "entropy": 0.5}),
+    ({"entropy": 3, "margin": 1}, {"entropy": 0.75, "margin": 0.25}), ([0.0, 2.0], {"margin": 1.0}),
+])
+def test_prior_forms(prior, expect):
+    al = aaf.AutoAL(strategies=("entropy", "margin"), prior=prior)
+    got = dict(zip(al.strategies, al.prior))
+    assert sum(al.prior) == pytest.approx(1.0)
+    for k, v in got.items():  # the floor of 1e-3 keeps every log-weight finite
+        assert v == pytest.approx(max(expect.get(k, 0.0), 1e-3), abs=2e-3)
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(prior="badge"), "prior"), (dict(prior=[1.0]), "prior"), (dict(prior=[-1.0, 2.0]), "prior"),
+    (dict(prior=[0.0, 0.0]), "prior"), (dict(prior=[float("nan"), 1.0]), "prior"),
+    (dict(objective="loss"), "objective"), (dict(judge_share=0.0), "judge_share"),
+    (dict(judge_share=0.7), "judge_share"), (dict(inner_lr=0), "inner_lr"), (dict(inner_steps=0), "inner_steps"),
+])
+def test_bad_value_arguments(kw, match):
+    with pytest.raises(ValueError, match=match):
+        aaf.AutoAL(strategies=("entropy", "margin"), **kw)
+
+
+def test_value_fit_query_state_round_trip_and_same_seed_same_picks():
+    lab, y = _lab()
+    pool = aaf.PoolOutputs(*(_lab(n=120, seed=1)[0].logits, _lab(n=120, seed=1)[0].embeddings))
+    kw = dict(strategies=("entropy", "margin", "kmeans"), seed=3, objective="value", prior="margin",
+              pretrain_steps=10, search_steps=8)
+    a1, a2 = aaf.AutoAL(**kw), aaf.AutoAL(**kw)
+    r1, r2 = a1.fit(lab, y, k=10, n_pool=120), a2.fit(lab, y, k=10, n_pool=120)
+    assert r1.n_a + r1.n_b == 40 and r1.n_a == 20  # C = judge_share * n = 20 samples judge
+    assert len(r1.value) == 8 and all(np.isfinite(r1.value)) and r1.value == r2.value
+    assert set(r1.candidate_value) == set(kw["strategies"]) and r1.candidate_value == r2.candidate_value
+    q1, q2 = a1.query(pool, 10), a2.query(pool, 10)
+    assert torch.equal(q1.indices, q2.indices)
+    a3 = aaf.AutoAL(**kw).load_state_dict(a1.state_dict())
+    assert torch.equal(a3.query(pool, 10).indices, q1.indices)
+    with pytest.raises(ValueError, match="at least 6"):
+        aaf.AutoAL(**kw).fit(*_lab(n=5), k=1, n_pool=10)
