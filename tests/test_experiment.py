@@ -95,10 +95,17 @@ def test_warm_start_runs(tmp_path):
 def test_autoal_strategy_runs(tmp_path):
     cfg = ExperimentConfig(strategies=("autoal",), autoal={"pretrain_steps": 20, "search_steps": 20},
                            **dict(TINY, seeds=(0,)))
-    res = run_experiment(cfg, out=str(tmp_path), progress=False, verbose=False, plot=False)
+    res = run_experiment(cfg, out=str(tmp_path), progress=False, verbose=False, plot=True)
     rounds = res["strategies"]["autoal"]["runs"][0]["rounds"]
     assert [r["labeled"] for r in rounds] == [20, 35, 50]
     assert set(rounds[0]["info"]["mean_weights"]) == {"margin", "coreset"}
+    share = rounds[0]["info"]["weight_share"]  # the paper's weight figure, per round
+    assert set(share) == {"margin", "coreset"} and sum(share.values()) == pytest.approx(1.0, abs=1e-4)
+    assert (tmp_path / "weights.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from autoal_fast.experiment.reports import weight_share_by_round
+
+    labeled, names, shares = weight_share_by_round(res)
+    assert labeled == [20, 35] and names == ["margin", "coreset"] and shares.shape == (2, 2)
 
 
 # ----------------------------------------------------------------------------- ALBL

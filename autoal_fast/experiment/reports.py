@@ -14,7 +14,7 @@ from .checkpoints import write_text_atomic
 from .config import EXTRA_STRATEGIES, ExperimentConfig
 
 __all__ = ["aubc", "summarise", "strip_timings", "format_table", "merge_results", "write_reports",
-           "paired_differences", "spearman"]
+           "paired_differences", "spearman", "weight_share_by_round"]
 
 
 def aubc(labeled, acc) -> float:
@@ -210,10 +210,55 @@ def _plot(results: dict, path: str) -> bool:
     return True
 
 
+def weight_share_by_round(results: dict, name: str = "autoal"):
+    """(labeled counts, strategies, shares (rounds, K) averaged over seeds) of a strategy whose
+    rounds record ``info["weight_share"]`` (AutoAL's weights over the pool), or None."""
+    r = results["strategies"].get(name)
+    if not r:
+        return None
+    per_seed = [[rd["info"]["weight_share"] for rd in run["rounds"] if rd.get("info", {}).get("weight_share")]
+                for run in r["runs"]]
+    per_seed = [p for p in per_seed if p]
+    if not per_seed:
+        return None
+    n = min(len(p) for p in per_seed)
+    names = list(per_seed[0][0])
+    shares = np.array([[[p[i][c] for c in names] for i in range(n)] for p in per_seed], dtype=np.float64).mean(0)
+    labeled = [rd["labeled"] for rd in r["runs"][0]["rounds"][:n]]
+    return labeled, names, shares
+
+
+def _plot_weights(results: dict, path: str) -> bool:
+    """The paper's figure: each candidate's share of AutoAL's weights per round (stacked)."""
+    got = weight_share_by_round(results)
+    if got is None:
+        return False
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return False
+    labeled, names, shares = got
+    fig = Figure(figsize=(7.5, 4.2), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.stackplot(np.asarray(labeled, dtype=np.float64), shares.T, labels=names, alpha=0.85)
+    ax.set_xlabel("labeled samples (at the query)")
+    ax.set_ylabel("mean weight over the pool")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"AutoAL's strategy weights per round, mean over {len(results['strategies']['autoal']['runs'])} seed(s)")
+    ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.15))
+    fig.tight_layout()
+    fig.savefig(path)
+    return True
+
+
 def write_reports(results: dict, out: str, plot: bool = True) -> None:
-    """Write results.json, results.csv and (with matplotlib) learning_curves.png into ``out``."""
+    """Write results.json, results.csv and (with matplotlib) learning_curves.png into ``out``,
+    and weights.png (AutoAL's strategy weight share per round) when AutoAL ran."""
     os.makedirs(out, exist_ok=True)
     write_text_atomic(json.dumps(results, indent=1, sort_keys=False) + "\n", os.path.join(out, "results.json"))
     write_text_atomic(_csv_text(results), os.path.join(out, "results.csv"))
     if plot and results["strategies"]:
         _plot(results, os.path.join(out, "learning_curves.png"))
+        _plot_weights(results, os.path.join(out, "weights.png"))
