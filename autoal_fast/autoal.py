@@ -216,6 +216,12 @@ class AutoAL:
         B split the rest).
     inner_lr, inner_steps : float, int, default=0.1, 1
         Step size and number of the unrolled FitNet steps of ``objective="value"``.
+    first_order : bool, default=True
+        With one inner step, use its small-step limit: each B sample's value is the
+        alignment of its loss gradient with C's, ``<grad l_i, grad L_C>``, computed once
+        per split (FitNet fixed during the search), and SearchNet maximises the mean
+        value of its soft selection. No double backward per step; False unrolls the
+        step exactly (``inner_lr`` then matters).
     warm_start : bool, default=True
         Carry SearchNet, its loss head and its optimiser over to the next ``fit``.
     warm_start_fitnet : bool, default=False
@@ -275,7 +281,8 @@ class AutoAL:
                  search_hidden=64, dropout=0.2, n_mc=10, ratio=None, warm_start=True,
                  warm_start_fitnet=False, mc_head="fitnet", backbone=None, chunk_size=65536,
                  search_threads=1, compile=False, min_ratio=0.1, entropy_weight=0.1,
-                 objective="max_loss", prior=None, judge_share=1 / 3, inner_lr=0.1, inner_steps=1):
+                 objective="max_loss", prior=None, judge_share=1 / 3, inner_lr=0.1, inner_steps=1,
+                 first_order=True):
         caller = "AutoAL"
         if isinstance(strategies, str):
             strategies = (strategies,)
@@ -327,6 +334,7 @@ class AutoAL:
         self.judge_share = _check_real(judge_share, "judge_share", caller, 0, 0.5, low_open=True)
         self.inner_lr = _check_real(inner_lr, "inner_lr", caller, 0, low_open=True)
         self.inner_steps = check_int(inner_steps, "inner_steps", caller, low=1)
+        self.first_order = bool(first_order)
         # learned state
         self.round_ = 0
         self.fitnet_ = None
@@ -345,7 +353,7 @@ class AutoAL:
             batch_size=bs, temperature=self.temperature, theta=self.theta,
             rank_mix=self.rank_mix, count_weight=self.count_weight, rank_weight=self.rank_weight,
             entropy_weight=self.entropy_weight, objective=self.objective, inner_lr=self.inner_lr,
-            inner_steps=self.inner_steps, prior=self.prior,
+            inner_steps=self.inner_steps, prior=self.prior, first_order=self.first_order,
         )
 
     def _features(self, outputs: PoolOutputs, features, caller: str, name: str) -> torch.Tensor:
@@ -490,7 +498,8 @@ class AutoAL:
             report.weight_share = {s: v / n_b for s, v in report.weight_totals.items()}
             if self.objective == "value":
                 with _threads(self.search_threads, device):
-                    vals = candidate_values(self.fitnet_, picks_b, x_b, y_b, x_c, y_c, self.inner_lr, self.inner_steps)
+                    vals = candidate_values(self.fitnet_, picks_b, x_b, y_b, x_c, y_c, self.inner_lr, self.inner_steps,
+                                            values=report.sample_values)
                 report.candidate_value = dict(zip(self.strategies, vals))
         report.times = timer.times
         self._fitted = {"n_classes": C, "x_shape": tuple(x.shape[1:]), "ratio": ratio,

@@ -50,6 +50,10 @@ class SearchConfig:
     #: SGD step size and number of unrolled steps of the differentiable FitNet update.
     inner_lr: float = 0.1
     inner_steps: int = 1
+    #: With one inner step: use its first-order (small step) form, the per-sample
+    #: alignment ``v_i = <grad l_i, grad L_C>`` computed once per split with FitNet
+    #: fixed, so that a step costs no double backward (see ``sample_values``).
+    first_order: bool = True
     #: Prior strategy weights (K,) that SearchNet starts from and is pulled back to by
     #: ``entropy_weight * KL(W(x) || prior)``; None is uniform (then the term is the
     #: entropy bonus of the first build, up to a constant).
@@ -116,6 +120,7 @@ class FitReport:
     weight_totals: dict = field(default_factory=dict)
     weight_share: dict = field(default_factory=dict)
     candidate_value: dict = field(default_factory=dict)
+    sample_values: object = None
     n_a: int = 0
     n_b: int = 0
     k_b: int = 0
@@ -193,9 +198,50 @@ def selection_value(fitnet, s, x_b, y_b, x_c, y_c, inner_lr: float, inner_steps:
     return base - judged, base
 
 
-def candidate_values(fitnet, picks_b, x_b, y_b, x_c, y_c, inner_lr: float, inner_steps: int = 1) -> list:
+def sample_values(fitnet, x_b, y_b, x_c, y_c, chunk: int = 256) -> torch.Tensor:
+    """Per-sample value ``v_i = <grad_theta l_i(theta), grad_theta L_C(theta)>`` of B, shape (n_b,).
+
+    The first-order form of ``selection_value`` with one step: as ``inner_lr -> 0``,
+    ``gain(s) / inner_lr -> sum_i s_i v_i / sum_i s_i``, the mean value of the
+    selection (GLISTER's and Ren et al.'s alignment of a sample's loss gradient with
+    the judge's). FitNet in eval mode, its parameters untouched; per-sample gradients
+    by ``torch.func.vmap(grad)``, ``chunk`` samples at a time (memory: chunk x the
+    number of FitNet's parameters).
+    """
+    from torch.func import functional_call, grad, vmap
+
+    was_training = fitnet.training
+    fitnet.eval()
+    params = {n: p.detach() for n, p in fitnet.named_parameters()}
+    buffers = {n: b.detach() for n, b in fitnet.named_buffers()}
+    with torch.enable_grad():
+        pc = {n: p.clone().requires_grad_(True) for n, p in params.items()}
+        g_c = torch.autograd.grad(F.cross_entropy(functional_call(fitnet, (pc, buffers), (x_c,)), y_c),
+                                  list(pc.values()))
+
+    def one(p, x, y):
+        out = functional_call(fitnet, (p, buffers), (x[None],))
+        return F.cross_entropy(out, y[None])
+
+    per_grad = vmap(grad(one), in_dims=(None, 0, 0))
+    out = torch.empty(x_b.shape[0], dtype=torch.float32, device=x_b.device)
+    for lo in range(0, x_b.shape[0], chunk):
+        g = per_grad(params, x_b[lo:lo + chunk], y_b[lo:lo + chunk])
+        v = sum((gi.reshape(gi.shape[0], -1) * gc.reshape(1, -1)).sum(1) for gi, gc in zip(g.values(), g_c))
+        out[lo:lo + chunk] = v.to(torch.float32)
+    fitnet.train(was_training)
+    return out
+
+
+def candidate_values(fitnet, picks_b, x_b, y_b, x_c, y_c, inner_lr: float, inner_steps: int = 1,
+                     values=None) -> list:
     """``selection_value`` of each column of ``picks_b`` (n_b, K) as a hard selection,
-    over that of a uniform selection of the same size; a list of K floats."""
+    over that of a uniform selection of the same size; a list of K floats. With
+    ``values`` (``sample_values`` of B): the first-order form, the mean value of each
+    candidate's picks over |mean value of B|."""
+    if values is not None:
+        p = picks_b.to(values.dtype)
+        return ((p * values[:, None]).sum(0) / p.sum(0).clamp_min(1) / values.mean().abs().clamp_min(1e-12)).tolist()
     out = []
     with torch.enable_grad():
         for k in range(picks_b.shape[1]):
@@ -238,12 +284,17 @@ def alternate(fitnet, searchnet, opt_fit, opt_search, x_a, y_a, x_b, y_b, cand_b
                            "grad_norm_search", "grad_norm_loss_head", "grad_norm_fit",
                            "soft_count", "topk_count")}
     k_full = None
+    first_order = value_mode and cfg.first_order and cfg.inner_steps == 1
+    v_all = sample_values(fitnet, x_b, y_b, x_c, y_c) if first_order else None
+    report.sample_values = v_all
     for _ in range(cfg.search_steps):
         idx = _batch(n_b, cfg.batch_size, gen, x_b.device)
         if idx is None:  # one sample order for every tensor of this step
             xb, yb, cb, rb, pb = x_b, y_b, cand_b, ranks_b, picks_b
+            vb = v_all
         else:
             xb, yb, cb, rb, pb = x_b[idx], y_b[idx], cand_b[idx], ranks_b[idx], picks_b[idx]
+            vb = None if v_all is None else v_all[idx]
         nb = xb.shape[0]
         k_b = min(max(ratio * nb, 0.5), nb - 0.5)
         k_full = k_b
@@ -255,7 +306,10 @@ def alternate(fitnet, searchnet, opt_fit, opt_search, x_a, y_a, x_b, y_b, cand_b
         a = aggregate(w, pb, rb, cfg.theta, cfg.rank_mix)
         s = soft_topk(a, k_b, cfg.temperature, n_iter=cfg.soft_topk_iters)
         lift = (s * l_det).sum() / (k_b * l_det.mean().clamp_min(1e-12))
-        if value_mode:
+        if first_order:  # mean value of the soft selection over |mean value of the batch|
+            value = (s * vb).sum() / (k_b * vb.mean().abs().clamp_min(1e-12))
+            objective = value
+        elif value_mode:
             ic = _batch(x_c.shape[0], cfg.batch_size, gen, x_c.device)
             xc, yc = (x_c, y_c) if ic is None else (x_c[ic], y_c[ic])
             gain, _ = selection_value(fitnet, s, xb, yb, xc, yc, cfg.inner_lr, cfg.inner_steps)
@@ -281,17 +335,21 @@ def alternate(fitnet, searchnet, opt_fit, opt_search, x_a, y_a, x_b, y_b, cand_b
         torch.nn.utils.clip_grad_norm_(search_params, cfg.max_grad_norm)
         torch.nn.utils.clip_grad_norm_(head_params, cfg.max_grad_norm)
         opt_search.step()
-        # 4. FitNet step: CE on an A batch (+ the selection-weighted loss on B for max_loss)
-        ia = _batch(x_a.shape[0], cfg.batch_size, gen, x_a.device)
-        xa, ya = (x_a, y_a) if ia is None else (x_a[ia], y_a[ia])
-        loss_fit = F.cross_entropy(fitnet(xa), ya)
-        if not value_mode:
-            loss_fit = loss_fit + (s.detach() * loss_f).mean()
-        opt_fit.zero_grad(set_to_none=True)
-        loss_fit.backward()
-        gf = _grad_norm(fit_params)
-        torch.nn.utils.clip_grad_norm_(fit_params, cfg.max_grad_norm)
-        opt_fit.step()
+        # 4. FitNet step: CE on an A batch (+ the selection-weighted loss on B for max_loss);
+        # none in the first-order value mode, whose sample values are those of FitNet as it is
+        if first_order:
+            loss_fit, gf = l_det.mean(), torch.zeros((), device=x_b.device)
+        else:
+            ia = _batch(x_a.shape[0], cfg.batch_size, gen, x_a.device)
+            xa, ya = (x_a, y_a) if ia is None else (x_a[ia], y_a[ia])
+            loss_fit = F.cross_entropy(fitnet(xa), ya)
+            if not value_mode:
+                loss_fit = loss_fit + (s.detach() * loss_f).mean()
+            opt_fit.zero_grad(set_to_none=True)
+            loss_fit.backward()
+            gf = _grad_norm(fit_params)
+            torch.nn.utils.clip_grad_norm_(fit_params, cfg.max_grad_norm)
+            opt_fit.step()
         for key, v in (("search_loss", loss_s), ("lift", lift), ("value", value), ("count_penalty", pen),
                        ("rank_loss", rank), ("fit_loss", loss_fit), ("grad_norm_search", gs),
                        ("grad_norm_loss_head", gh), ("grad_norm_fit", gf),

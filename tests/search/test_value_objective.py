@@ -150,3 +150,30 @@ def test_value_fit_query_state_round_trip_and_same_seed_same_picks():
     assert torch.equal(a3.query(pool, 10).indices, q1.indices)
     with pytest.raises(ValueError, match="at least 6"):
         aaf.AutoAL(**kw).fit(*_lab(n=5), k=1, n_pool=10)
+
+
+def test_sample_values_are_the_small_step_limit_of_the_gain():
+    """sum_i s_i v_i / sum(s) = lim gain(s) / lr, and candidate_values' first-order form reads them."""
+    from autoal_fast.search.bilevel import sample_values
+
+    net, xb, yb, xc, yc, s = _tiny(6)
+    v = sample_values(net, xb, yb, xc, yc, chunk=4).to(torch.float64)
+    lr = 1e-6
+    gain, _ = selection_value(net, s, xb, yb, xc, yc, lr, 1)
+    assert float(gain.detach()) / lr == pytest.approx(float((s * v).sum() / s.sum()), rel=1e-4)
+    picks = torch.zeros(xb.shape[0], 2, dtype=torch.float64)
+    picks[:3, 0] = 1
+    picks[3:, 1] = 1
+    got = candidate_values(net, picks, xb, yb, xc, yc, lr, values=v)
+    assert got == pytest.approx([float(v[:3].mean() / v.mean().abs()), float(v[3:].mean() / v.mean().abs())])
+
+
+@pytest.mark.parametrize("first_order", [True, False])
+def test_value_fit_both_forms(first_order):
+    lab, y = _lab()
+    al = aaf.AutoAL(strategies=("entropy", "margin"), seed=1, objective="value", first_order=first_order,
+                    pretrain_steps=10, search_steps=6)
+    rep = al.fit(lab, y, k=5, n_pool=50)
+    assert len(rep.value) == 6 and np.isfinite(rep.value).all()
+    assert (rep.sample_values is not None) == first_order
+    assert set(rep.candidate_value) == {"entropy", "margin"}
