@@ -10,8 +10,9 @@ run) reads whatever is finished and writes one table.
     python benchmarks/al_benchmark.py --settings a,d --table          # the table only
 
 Labels are strategies (``random``, ``margin``, ..., ``albl``, ``oracle``) and AutoAL
-variants (``autoal`` with its defaults, ``autoal_prior``: the prior it starts from, frozen,
-``autoal_maxloss``: the first build's objective, ...; see ``VARIANTS``). The table gives per
+variants (``autoal_prior``: the prior the search starts from, frozen; ``autoal_value``: the
+bi-level value objective from it; ``autoal_first_build``: the first build; ...; see
+``VARIANTS``; ``autoal`` runs AutoAL with its defaults of the day). The table gives per
 label the AUBC mean and std over seeds and AutoAL's paired difference against it (mean,
 standard error, wins out of seeds). ``--ref`` picks the label the differences are taken
 against. The summary (per-seed AUBC, per-round accuracy, AutoAL's weight share per round,
@@ -38,23 +39,30 @@ SETTINGS = {
     "c": ("Fashion-MNIST, CNN, 20k pool, 1000 + 5 x 1000", dict(
         dataset="fashion-mnist", pool_subsample=20000, test_subsample=4000, initial=1000, budget=1000,
         rounds=5, epochs=5, min_steps=200, batch_size=64)),
-    "d": ("MNIST-1D, 1-D CNN, 4k pool, 100 + 8 x 100", dict(
-        dataset="mnist1d", initial=100, budget=100, rounds=8, epochs=20, min_steps=100)),
+    "d": ("MNIST-1D, 1-D CNN, 4k pool, 200 + 8 x 200", dict(
+        dataset="mnist1d", initial=200, budget=200, rounds=8, epochs=20)),
 }
 
 #: The paper's seven plus badge: the candidate set of the AutoAL variants below.
 CANDIDATES8 = ("entropy", "margin", "least_confidence", "var_ratio", "bald", "mean_std", "kmeans", "badge")
 
-#: label -> (strategy, extra ExperimentConfig fields). Plain strategies map to themselves.
-VARIANTS = {
-    "autoal": ("autoal", {}),
-    "autoal_prior": ("autoal", {"autoal": {"search_steps": 0}}),
-    "autoal_maxloss": ("autoal", {"autoal": {"objective": "max_loss", "prior": None}}),
-    "autoal_uniform": ("autoal", {"autoal": {"prior": None}}),
-    "autoal_paper7": ("autoal", {"candidates": ("entropy", "margin", "least_confidence", "var_ratio", "bald",
-                                                "mean_std", "kmeans")}),
-}
+PAPER7 = ("entropy", "margin", "least_confidence", "var_ratio", "bald", "mean_std", "kmeans")
 
+#: label -> (strategy, extra ExperimentConfig fields). Plain strategies map to themselves
+#: (their candidates, for albl and oracle: CANDIDATES8). Every AutoAL variant names its
+#: settings in full, so a folder never depends on AutoAL's defaults of the day.
+VARIANTS = {
+    # the first build: hardest-for-FitNet objective, uniform start, the paper's seven
+    "autoal_first_build": ("autoal", {"candidates": PAPER7, "autoal": {"objective": "max_loss"}}),
+    # the prior alone, frozen (no search step): what the search must beat
+    "autoal_prior": ("autoal", {"autoal": {"prior": "margin+badge", "search_steps": 0}}),
+    # the literal bi-level objective from that prior
+    "autoal_value": ("autoal", {"autoal": {"objective": "value", "prior": "margin+badge"}}),
+    # the first build's objective from that prior (ablation: objective)
+    "autoal_maxloss": ("autoal", {"autoal": {"objective": "max_loss", "prior": "margin+badge"}}),
+    # the value objective from a uniform start (ablation: prior)
+    "autoal_value_uniform": ("autoal", {"autoal": {"objective": "value"}}),
+}
 
 def _parse_seeds(text: str) -> list:
     out = []
