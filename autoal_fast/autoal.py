@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._validation import check_int, check_k, is_array
+from ._validation import (FLOAT32_MAX, check_bool, check_device, check_finite_rows, check_int, check_k,
+                          is_array, native_array)
 from .pool import PoolOutputs
 from .search.bilevel import FitReport, SearchConfig, Timer, alternate, candidate_values, pretrain_fitnet
 from .search.candidates import Candidates, compute_candidates
@@ -108,11 +109,20 @@ def _as_prior(prior, strategies, caller):
     return tuple(v / tot for v in vals)
 
 
+def _check_flag(value, name, caller) -> bool:
+    """A bool (numpy's too), or the ints 0 and 1; a string such as "False" raises."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)) and value in (0, 1):
+        return bool(value)
+    return check_bool(value, name, caller)
+
+
 def _as_labels(y, n: int, n_classes: int, caller: str) -> torch.Tensor:
     if isinstance(y, torch.Tensor):
         t = y
     elif is_array(y) or isinstance(y, (list, tuple)):
-        t = torch.as_tensor(np.asarray(y))
+        arr = np.asarray(y)
+        # negative strides / non-native byte order: one copy, as torch cannot view them
+        t = torch.as_tensor(native_array(arr, "y", caller) if arr.dtype.kind in "iub" else arr)
     else:
         raise TypeError(f"y must be a torch.Tensor, numpy array or list of ints ({caller}); got {type(y).__name__}")
     if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
@@ -286,13 +296,17 @@ class AutoAL:
         caller = "AutoAL"
         if isinstance(strategies, str):
             strategies = (strategies,)
-        strategies = tuple(strategies)
+        try:
+            strategies = tuple(strategies)
+        except TypeError:
+            raise TypeError(f"strategies must be a sequence of strategy names ({caller}); got "
+                            f"{type(strategies).__name__}") from None
         allowed = strategy_names()
         if not strategies or any(s not in allowed for s in strategies) or len(set(strategies)) != len(strategies):
             raise ValueError(f"strategies must be distinct names from {allowed} ({caller}); got {list(strategies)}")
         self.strategies = strategies
         self.budget = None if budget is None else check_int(budget, "budget", caller, low=1)
-        self.device = None if device is None else torch.device(device)
+        self.device = None if device is None else check_device(device, "device", caller)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
             raise ValueError(f"seed must be None or an int >= 0 ({caller}); got {seed!r}")
         self.seed = seed
@@ -312,10 +326,12 @@ class AutoAL:
         self.fit_hidden = check_int(fit_hidden, "fit_hidden", caller, low=1)
         self.search_hidden = check_int(search_hidden, "search_hidden", caller, low=1)
         self.dropout = _check_real(dropout, "dropout", caller, 0, 1)
+        if self.dropout == 1.0:  # Dropout(1) zeroes every input: FitNet would learn nothing
+            raise ValueError(f"dropout must be in [0, 1) ({caller}); got {dropout!r}")
         self.n_mc = check_int(n_mc, "n_mc", caller, low=2)
         self.ratio = None if ratio is None else _check_real(ratio, "ratio", caller, 0, 0.5, low_open=True)
-        self.warm_start = bool(warm_start)
-        self.warm_start_fitnet = bool(warm_start_fitnet)
+        self.warm_start = _check_flag(warm_start, "warm_start", caller)
+        self.warm_start_fitnet = _check_flag(warm_start_fitnet, "warm_start_fitnet", caller)
         if mc_head not in ("fitnet", None):
             raise ValueError(f"mc_head must be 'fitnet' or None ({caller}); got {mc_head!r}")
         self.mc_head = mc_head
@@ -324,7 +340,7 @@ class AutoAL:
         self.backbone = backbone
         self.chunk_size = check_int(chunk_size, "chunk_size", caller, low=1)
         self.search_threads = check_int(search_threads, "search_threads", caller, low=1)
-        self.compile = bool(compile)
+        self.compile = _check_flag(compile, "compile", caller)
         self.min_ratio = _check_real(min_ratio, "min_ratio", caller, 0, 0.5)
         self.entropy_weight = _check_real(entropy_weight, "entropy_weight", caller, 0)
         if objective not in ("max_loss", "value"):
@@ -371,6 +387,24 @@ class AutoAL:
             raise ValueError(f"{name}.embeddings is required by AutoAL ({caller}): its nets read the "
                              "task model's embeddings (or pass features= with a backbone)")
         return outputs.embeddings
+
+    def _check_nets_state(self, state, caller):
+        """Raise ValueError naming the part of ``state`` that is not an AutoAL state."""
+        need = {"version": int, "strategies": (tuple, list), "round": numbers.Integral, "fitted": dict,
+                "fitnet": dict, "searchnet": dict, "opt_fit": dict, "opt_search": dict, "nets": dict}
+        missing = [k for k in need if k not in state]
+        if missing:
+            raise ValueError(f"state is not an AutoAL state ({caller}): it lacks {missing}; pass a dict "
+                             "from AutoAL.state_dict()")
+        for key, typ in need.items():
+            if not isinstance(state[key], typ) or (key == "round" and isinstance(state[key], bool)):
+                raise ValueError(f"state[{key!r}] must be a {getattr(typ, '__name__', typ)} ({caller}); got "
+                                 f"{type(state[key]).__name__}")
+        for key, sub in (("nets", ("fit_hidden", "search_hidden", "dropout", "search_optimizer")),
+                         ("fitted", ("n_classes", "x_shape", "ratio", "round_seed"))):
+            lack = [k for k in sub if k not in state[key]]
+            if lack:
+                raise ValueError(f"state[{key!r}] lacks {lack} ({caller}): not a dict from AutoAL.state_dict()")
 
     def _make_nets(self, x_sample: torch.Tensor, n_classes: int, device, fresh_search: bool, fresh_fit: bool):
         K = len(self.strategies)
@@ -434,6 +468,8 @@ class AutoAL:
             raise ValueError(f"labeled.logits has n_classes={C} but the previous rounds had "
                              f"{self._fitted['n_classes']} ({caller})")
         x = self._features(labeled, features, caller, "labeled")
+        if features is None:
+            _check_embeddings(x, "labeled.embeddings", caller)
         k = self.budget if k is None else k
         if k is not None and n_pool is not None:
             n_pool = check_int(n_pool, "n_pool", caller, low=1)
@@ -586,6 +622,8 @@ class AutoAL:
             if pool.n_classes != C:
                 raise ValueError(f"pool.logits has n_classes={pool.n_classes} but the labeled set given to fit "
                                  f"had {C} ({caller})")
+            if labeled is not None:
+                check_pool(labeled, caller, "labeled")
             x = self._features(pool, features, caller, "pool")
             if tuple(x.shape[1:]) != self._fitted["x_shape"]:
                 raise ValueError(f"pool features have shape (n, {', '.join(map(str, x.shape[1:]))}) but fit saw "
@@ -607,15 +645,23 @@ class AutoAL:
             n = pool.n_samples
             weights = torch.empty((n, len(self.strategies)), dtype=torch.float32, device=self.device)
             scores = torch.empty((n,), dtype=torch.float32, device=self.device)
+            bad = None  # first (row, finite in its own dtype) of the features that are not finite
             for start in range(0, n, self.chunk_size):
                 sl = slice(start, min(n, start + self.chunk_size))
                 xc = x[sl].to(self.device)
                 if xc.is_floating_point():
                     xc = xc.to(torch.float32)
+                    if bad is None:
+                        ok = torch.isfinite(xc).flatten(1).all(1)
+                        if not bool(ok.all()):
+                            r = start + int(torch.nonzero(~ok)[0, 0])
+                            bad = (r, bool(torch.isfinite(x[r]).all()))
                 rc, pc = cand.ranks[sl].to(self.device), cand.picks[sl].to(self.device)
                 w, _ = fwd(xc, torch.cat([rc, pc], dim=1), predict_loss=False)
                 weights[sl] = w
                 scores[sl] = aggregate(w, pc, rc, self.theta, self.rank_mix)
+            red.agree(lambda: _raise_bad_features(bad, "pool.embeddings" if features is None else "features",
+                                                  caller), caller)
             idx = red.topk(scores, k)
         return QueryResult(indices=idx.to(pool.device), scores=scores, weights=weights,
                            strategies=self.strategies, mc_source=mc_source)
@@ -687,7 +733,7 @@ class AutoAL:
         caller = "AutoAL.query_model"
         plan = StreamPlan.check(model, labeled_ids, unlabeled_ids, head=head, mc_passes=mc_passes,
                                 batch_size=batch_size if batch_size is not None else min(self.chunk_size, 1024),
-                                caller=caller)
+                                caller=caller, n_total=_data_len(data))
         n_unl = int(plan.unlabeled_ids.numel())
         if k is None:
             if self.budget is None:
@@ -736,22 +782,34 @@ class AutoAL:
         caller = "AutoAL.load_state_dict"
         if not isinstance(state, dict) or state.get("version") != _STATE_VERSION:
             raise ValueError(f"state must be a dict from AutoAL.state_dict (version {_STATE_VERSION}) ({caller})")
+        self._check_nets_state(state, caller)
         if tuple(state["strategies"]) != self.strategies:
             raise ValueError(f"state was saved with strategies {list(state['strategies'])}, this AutoAL has "
                              f"{list(self.strategies)} ({caller})")
-        nets = state["nets"]
-        self.fit_hidden, self.search_hidden = nets["fit_hidden"], nets["search_hidden"]
-        self.dropout, self.search_optimizer = nets["dropout"], nets["search_optimizer"]
-        fitted = dict(state["fitted"])
-        device = self.device if self.device is not None else torch.device("cpu")
-        self.device = device
-        d = fitted["x_shape"]
-        x_sample = torch.zeros((2, *d))
-        self._make_nets(x_sample, fitted["n_classes"], device, True, True)
-        self.fitnet_.load_state_dict(state["fitnet"])
-        self.searchnet_.load_state_dict(state["searchnet"])
-        self._opt_fit.load_state_dict(state["opt_fit"])
-        self._opt_search.load_state_dict(state["opt_search"])
+        names = ("fit_hidden", "search_hidden", "dropout", "search_optimizer", "device", "fitnet_",
+                 "searchnet_", "_opt_fit", "_opt_search")
+        before = {a: getattr(self, a) for a in names}  # restored if the state does not load
+        try:
+            nets = state["nets"]
+            self.fit_hidden, self.search_hidden = nets["fit_hidden"], nets["search_hidden"]
+            self.dropout, self.search_optimizer = nets["dropout"], nets["search_optimizer"]
+            fitted = dict(state["fitted"])
+            device = self.device if self.device is not None else torch.device("cpu")
+            self.device = device
+            d = fitted["x_shape"]
+            x_sample = torch.zeros((2, *d))
+            self._make_nets(x_sample, fitted["n_classes"], device, True, True)
+            for key, obj in (("fitnet", self.fitnet_), ("searchnet", self.searchnet_), ("opt_fit", self._opt_fit),
+                             ("opt_search", self._opt_search)):
+                try:
+                    obj.load_state_dict(state[key])
+                except (RuntimeError, ValueError, KeyError, TypeError) as e:
+                    raise ValueError(f"state[{key!r}] does not fit the nets its state['nets'] and "
+                                     f"state['fitted'] describe ({caller}): {type(e).__name__}: {e}") from e
+        except BaseException:
+            for a, v in before.items():
+                setattr(self, a, v)
+            raise
         self._fitted = fitted
         self.round_ = int(state["round"])
         return self
@@ -759,6 +817,34 @@ class AutoAL:
     def __repr__(self):
         return (f"AutoAL(strategies={list(self.strategies)}, budget={self.budget}, device={self.device}, "
                 f"seed={self.seed}, round_={self.round_})")
+
+
+def _check_embeddings(x: torch.Tensor, name: str, caller: str) -> None:
+    """The nets read these: at least one feature, finite, within float32."""
+    if x.ndim == 2 and x.shape[1] == 0 and x.shape[0] > 0:
+        raise ValueError(f"{name} must have at least one feature ({caller}); got shape {tuple(x.shape)}")
+    if x.is_floating_point():
+        check_finite_rows(x, name, caller)
+
+
+def _raise_bad_features(bad, name: str, caller: str) -> None:
+    if bad is None:
+        return
+    row, finite = bad
+    if finite:
+        raise ValueError(f"{name} overflow float32 at row {row} ({caller}): finite values beyond "
+                         f"+/-{FLOAT32_MAX:.4g}, which SearchNet's float32 pass cannot hold; rescale them")
+    raise ValueError(f"{name} contain NaN/inf at row {row} ({caller})")
+
+
+def _data_len(data):
+    """len(data) when data is a tensor, an array or a sized Dataset; else None."""
+    if isinstance(data, torch.Tensor) or is_array(data):
+        return int(data.shape[0]) if data.ndim else None
+    try:
+        return len(data)
+    except TypeError:
+        return None
 
 
 class _threads:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._validation import check_int, is_array
+from ._validation import check_ids, check_int, is_array
 from .pool import PoolOutputs
 
 __all__ = ["model_outputs", "OutputSink", "StreamPlan"]
@@ -49,12 +49,17 @@ class StreamPlan:
 
     @classmethod
     def check(cls, model, labeled_ids, unlabeled_ids, *, head="auto", mc_passes=0, batch_size=1024,
-              caller="StreamPlan") -> "StreamPlan":
-        """Validate the arguments (``head="auto"``: ``model.head`` when it is an nn.Module)."""
+              caller="StreamPlan", n_total=None) -> "StreamPlan":
+        """Validate the arguments (``head="auto"``: ``model.head`` when it is an nn.Module).
+
+        Ids must be unique ints in [0, n_total) (``n_total``: ``len(data)``, when known)."""
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module ({caller}); got {type(model).__name__}")
-        lab_ids = _as_ids(labeled_ids, "labeled_ids", caller)
-        unl_ids = _as_ids(unlabeled_ids, "unlabeled_ids", caller)
+        # ids >= 0 (never wrapped around), unique, and below len(data) when it is known
+        lab_ids = check_ids(labeled_ids, "labeled_ids", caller, n_total)
+        unl_ids = check_ids(unlabeled_ids, "unlabeled_ids", caller, n_total)
+        if lab_ids.numel() == 0:
+            raise ValueError(f"labeled_ids is empty ({caller}): the search needs labeled samples")
         if unl_ids.numel() == 0:
             raise ValueError(f"unlabeled_ids is empty ({caller})")
         both = torch.isin(unl_ids, lab_ids)

@@ -14,7 +14,7 @@ import numbers
 import numpy as np
 import torch
 
-from .._validation import check_finite_rows, check_k
+from .._validation import check_finite_rows, check_fits_float32, check_k
 from ..pool import PoolOutputs
 
 UNCERTAINTY = ("entropy", "margin", "least_confidence", "var_ratio", "bald", "mean_std")
@@ -89,7 +89,7 @@ def score(name: str, pool: PoolOutputs) -> torch.Tensor:
     check_needs(name, pool, caller)
     from .uncertainty import uncertainty_scores
 
-    return uncertainty_scores(pool, (name,))[name]
+    return uncertainty_scores(pool, (name,), caller=caller)[name]
 
 
 def _check_select_args(name, pool, k, labeled, seed, n_total, caller):
@@ -107,6 +107,12 @@ def _check_select_args(name, pool, k, labeled, seed, n_total, caller):
                 f"labeled.embeddings must have n_features={pool.embeddings.shape[1]} like "
                 f"pool.embeddings ({caller}); got {labeled.embeddings.shape[1]}"
             )
+    if name in NEEDS_EMBEDDINGS and pool.embeddings.shape[1] == 0 and pool.n_samples:
+        raise ValueError(f"pool.embeddings must have at least one feature for {name!r} ({caller}); "
+                         f"got shape {tuple(pool.embeddings.shape)}")
+    if name == "badge":  # badge checks NaN/inf in its own (float32) pass; float64 beyond float32 here
+        check_fits_float32(pool.logits, "pool.logits", caller)
+        check_fits_float32(pool.embeddings, "pool.embeddings", caller)
     if name in ("kmeans", "coreset"):  # badge checks logits/embeddings in its own pass
         check_finite_rows(pool.embeddings, "pool.embeddings", caller)
         if labeled is not None and labeled.embeddings is not None:
@@ -160,7 +166,7 @@ def select(name: str, pool: PoolOutputs, k: int, labeled=None, seed=None, group=
         from .uncertainty import uncertainty_scores
 
         # NaN/inf rows are found while scoring: agree before the merge's collective
-        s = red.agree(lambda: uncertainty_scores(pool, (name,))[name], caller)
+        s = red.agree(lambda: uncertainty_scores(pool, (name,), caller=caller)[name], caller)
         return red.topk(s, k).to(s.device)
     seed = red.shared_seed(seed)
     if name == "random":
