@@ -42,6 +42,38 @@ def _kv(text: str):
     return k, v
 
 
+def _out_folder(path: str) -> str:
+    """``--out``, created if needed: a bad path is a ValueError naming it, never a traceback."""
+    if not path or not path.strip():
+        raise ValueError("--out must be a folder path; got an empty string")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"--out {path!r} is a file, not a folder")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"--out {path!r} cannot be made a folder: {e.strerror or e}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {path!r} is not writable")
+    return path
+
+
+def _read_results(path: str) -> dict:
+    """One results.json (or the one in a run folder); errors name the file."""
+    import json
+
+    f = os.path.join(path, "results.json") if os.path.isdir(path) else path
+    if not os.path.isfile(f):
+        raise FileNotFoundError(f"no results.json at {f}")
+    try:
+        with open(f, encoding="utf-8") as fh:
+            r = json.load(fh)
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ValueError(f"cannot read {f}: {e}") from None
+    if not (isinstance(r, dict) and isinstance(r.get("config"), dict) and isinstance(r.get("strategies"), dict)):
+        raise ValueError(f"{f} is not the results.json of an autoal-fast run (no 'config' and 'strategies')")
+    return r
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="autoal-fast", description="AutoAL active-learning experiments.")
     sub = p.add_subparsers(dest="command", metavar="{run,report,list}")
@@ -109,7 +141,7 @@ def _run(args) -> int:
     if "seeds" in opts:
         opts["seeds"] = tuple(opts["seeds"])
     ds_name = os.path.splitext(os.path.basename(str(opts.get("dataset", "digits"))))[0]
-    out = args.out or os.path.join("autoal_runs", ds_name)
+    out = _out_folder(args.out if args.out is not None else os.path.join("autoal_runs", ds_name))
     config = None
     ck_path = os.path.join(out, CHECKPOINT)
     if args.resume and os.path.exists(ck_path):
@@ -127,24 +159,20 @@ def _run(args) -> int:
 
 
 def _report(args) -> int:
-    import json
-
     from .experiment import format_table, merge_results, write_reports
 
-    loaded = []
-    for path in args.runs:
-        f = os.path.join(path, "results.json") if os.path.isdir(path) else path
-        if not os.path.isfile(f):
-            raise FileNotFoundError(f"no results.json at {f}")
-        with open(f) as fh:
-            loaded.append(json.load(fh))
+    loaded = [_read_results(path) for path in args.runs]
+    out = _out_folder(args.out)
     notes = []
-    merged = merge_results(loaded, notes)
+    try:
+        merged = merge_results(loaded, notes)
+    except (KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"cannot merge {args.runs}: a results.json lacks or mistypes {e}") from None
     for line in notes:
         print(f"note: {line}", file=sys.stderr)
-    write_reports(merged, args.out)
+    write_reports(merged, out)
     print(format_table(merged))
-    print(f"merged results in {os.path.abspath(args.out)}")
+    print(f"merged results in {os.path.abspath(out)}")
     return 0
 
 

@@ -300,6 +300,323 @@ EDGE += [
 ]
 
 
+# ---- AutoAL: constructor, fit, query, query_model, load_state_dict
+from autoal_fast import AutoAL  # noqa: E402
+
+_FAST = dict(pretrain_steps=2, search_steps=2)
+
+
+def _al(**kw):
+    return AutoAL(strategies=("entropy", "margin"), seed=0, **_FAST, **kw)
+
+
+def _fitted():
+    al = _al()
+    al.fit(labeled(), np.arange(12) % C)
+    return al
+
+
+class _Model(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Linear(4, D)
+        self.out = torch.nn.Linear(D, C)
+
+    def forward(self, x):
+        e = torch.relu(self.emb(x))
+        return self.out(e), e
+
+
+_DATA = torch.randn(40, 4, generator=torch.Generator().manual_seed(0))
+
+
+def _qm(lab_ids, unl_ids, labels=None, k=2):
+    lab_ids_ = np.asarray(lab_ids)
+    labels = np.arange(len(lab_ids_)) % C if labels is None else labels
+    return _al().query_model(_Model(), _DATA, lab_ids, labels, unl_ids, k)
+
+
+def _load(state):
+    return _al().load_state_dict(state)
+
+
+def _state_with(**changes):
+    st = _fitted().state_dict()
+    for key, v in changes.items():
+        if v is KeyError:
+            del st[key]
+        else:
+            st[key] = v
+    return st
+
+
+_CUDA = torch.cuda.is_available()
+BAD += [
+    ("AutoAL", "strategies None", lambda: AutoAL(strategies=None), TypeError, "strategies"),
+    ("AutoAL", "strategies ints", lambda: AutoAL(strategies=[1, 2]), ValueError, "strategies"),
+    ("AutoAL", "strategies empty", lambda: AutoAL(strategies=[]), ValueError, "strategies"),
+    ("AutoAL", "strategies repeated", lambda: AutoAL(strategies=["entropy", "entropy"]), ValueError, "strategies"),
+    ("AutoAL", "strategies unknown", lambda: AutoAL(strategies=["entropyy"]), ValueError, "strategies"),
+    ("AutoAL", "device string", lambda: AutoAL(device="gpu"), ValueError, "device"),
+    ("AutoAL", "device list", lambda: AutoAL(device=[0]), TypeError, "device"),
+    ("AutoAL", "device meta", lambda: AutoAL(device="meta"), ValueError, "device"),
+    ("AutoAL", "budget 0", lambda: AutoAL(budget=0), ValueError, "budget"),
+    ("AutoAL", "seed < 0", lambda: AutoAL(seed=-1), ValueError, "seed"),
+    ("AutoAL", "warm_start str", lambda: AutoAL(warm_start="no"), TypeError, "warm_start"),
+    ("AutoAL", "warm_start_fitnet str", lambda: AutoAL(warm_start_fitnet="yes"), TypeError, "warm_start_fitnet"),
+    ("AutoAL", "compile str", lambda: AutoAL(compile="False"), TypeError, "compile"),
+    ("AutoAL", "dropout 1", lambda: AutoAL(dropout=1.0), ValueError, "dropout"),
+    ("AutoAL", "temperature str", lambda: AutoAL(temperature="0.1"), ValueError, "temperature"),
+    ("AutoAL", "theta inf", lambda: AutoAL(theta=float("inf")), ValueError, "theta"),
+    ("AutoAL", "backbone int", lambda: AutoAL(backbone=3), TypeError, "backbone"),
+    ("AutoAL", "mc_head", lambda: AutoAL(mc_head="x"), ValueError, "mc_head"),
+    ("AutoAL.fit", "labeled ndarray", lambda: _al().fit(L(), np.zeros(N, int)), TypeError, "labeled"),
+    ("AutoAL.fit", "y float", lambda: _al().fit(labeled(), np.zeros(12)), TypeError, "y"),
+    ("AutoAL.fit", "y out of range", lambda: _al().fit(labeled(), np.full(12, C)), ValueError, "y must hold"),
+    ("AutoAL.fit", "y negative", lambda: _al().fit(labeled(), np.full(12, -1)), ValueError, "y must hold"),
+    ("AutoAL.fit", "y length", lambda: _al().fit(labeled(), np.zeros(5, int)), ValueError, "y must have"),
+    ("AutoAL.fit", "no embeddings", lambda: _al().fit(PoolOutputs(L(12)), np.zeros(12, int)),
+     ValueError, "labeled.embeddings"),
+    ("AutoAL.fit", "zero-width embeddings", lambda: _al().fit(PoolOutputs(L(12), E(12, 0)), np.zeros(12, int)),
+     ValueError, "labeled.embeddings"),
+    ("AutoAL.fit", "NaN embeddings",
+     lambda: _al().fit(PoolOutputs(L(12), np.where(E(12) > 1, np.nan, E(12))), np.zeros(12, int)),
+     ValueError, "labeled.embeddings contain NaN"),
+    ("AutoAL.fit", "float64 embeddings beyond float32",
+     lambda: _al().fit(PoolOutputs(L(12), np.where(E(12) > 1, 1e300, E(12, dtype=np.float64))), np.zeros(12, int)),
+     ValueError, "labeled.embeddings overflow float32"),
+    ("AutoAL.fit", "k = 0", lambda: _al().fit(labeled(), np.zeros(12, int), k=0, n_pool=10), ValueError, "k must"),
+    ("AutoAL.query", "not fitted", lambda: _al().query(pool(), 2), RuntimeError, "fit"),
+    ("AutoAL.query", "pool ndarray", lambda: _fitted().query(L(), 2), TypeError, "pool"),
+    ("AutoAL.query", "k = 0", lambda: _fitted().query(pool(), 0), ValueError, "k must"),
+    ("AutoAL.query", "k > n_pool", lambda: _fitted().query(pool(), N + 1), ValueError, "k must"),
+    ("AutoAL.query", "pool empty", lambda: _fitted().query(pool(logits=L(0), embeddings=E(0), mc_logits=MC(0)), 1),
+     ValueError, "pool is empty"),
+    ("AutoAL.query", "other n_features", lambda: _fitted().query(pool(embeddings=E(d=D + 1)), 2),
+     ValueError, "pool features"),
+    ("AutoAL.query", "labeled str", lambda: _fitted().query(pool(), 2, labeled="x"), TypeError, "labeled"),
+    ("AutoAL.query", "NaN embeddings", lambda: _fitted().query(pool(embeddings=np.where(E() > 1, np.nan, E())), 2),
+     ValueError, "pool.embeddings contain NaN"),
+    ("AutoAL.query", "float64 embeddings beyond float32",
+     lambda: _fitted().query(pool(embeddings=np.where(E() > 1, 1e300, E(dtype=np.float64))), 2),
+     ValueError, "pool.embeddings overflow float32"),
+    ("AutoAL.query_model", "negative unlabeled id", lambda: _qm(np.arange(10), np.array([10, 11, -1])),
+     ValueError, "unlabeled_ids"),
+    ("AutoAL.query_model", "negative labeled id", lambda: _qm(np.array([-1, 0, 1, 2, 3]), np.arange(10, 20)),
+     ValueError, "labeled_ids"),
+    ("AutoAL.query_model", "unlabeled id past len(data)", lambda: _qm(np.arange(10), np.array([10, 40])),
+     ValueError, "unlabeled_ids"),
+    ("AutoAL.query_model", "labeled id past len(data)", lambda: _qm(np.array([0, 1, 2, 3, 99]), np.arange(10, 20)),
+     ValueError, "labeled_ids"),
+    ("AutoAL.query_model", "duplicate unlabeled ids", lambda: _qm(np.arange(10), np.array([10, 11, 11, 12])),
+     ValueError, "unlabeled_ids must be unique"),
+    ("AutoAL.query_model", "duplicate labeled ids", lambda: _qm(np.array([0, 1, 2, 3, 3]), np.arange(10, 20)),
+     ValueError, "labeled_ids must be unique"),
+    ("AutoAL.query_model", "empty labeled", lambda: _qm(np.array([], dtype=int), np.arange(10, 20)),
+     ValueError, "labeled_ids"),
+    ("AutoAL.query_model", "empty unlabeled", lambda: _qm(np.arange(10), np.array([], dtype=int)),
+     ValueError, "unlabeled_ids"),
+    ("AutoAL.query_model", "labeled and unlabeled overlap", lambda: _qm(np.arange(10), np.arange(8, 20)),
+     ValueError, "disjoint"),
+    ("AutoAL.query_model", "float ids", lambda: _qm(np.arange(10), np.arange(10, 20.0)), ValueError, "unlabeled_ids"),
+    ("AutoAL.query_model", "2-D ids", lambda: _qm(np.arange(10), np.arange(10, 20).reshape(2, 5)),
+     ValueError, "unlabeled_ids"),
+    ("AutoAL.query_model", "model not a module", lambda: _al().query_model(3, _DATA, [0, 1], [0, 1], [2, 3], 1),
+     TypeError, "model"),
+    ("AutoAL.query_model", "labels length", lambda: _qm(np.arange(10), np.arange(10, 20), labels=np.zeros(3, int)),
+     ValueError, "y must have"),
+    ("AutoAL.load_state_dict", "a list", lambda: _load([1]), ValueError, "state"),
+    ("AutoAL.load_state_dict", "an empty dict", lambda: _load({}), ValueError, "state"),
+    ("AutoAL.load_state_dict", "a module's state_dict", lambda: _load(torch.nn.Linear(2, 2).state_dict()),
+     ValueError, "state"),
+    ("AutoAL.load_state_dict", "version only", lambda: _load({"version": 1}), ValueError, "state"),
+    ("AutoAL.load_state_dict", "no fitnet", lambda: _load(_state_with(fitnet=KeyError)), ValueError, "fitnet"),
+    ("AutoAL.load_state_dict", "nets empty", lambda: _load(_state_with(nets={})), ValueError, "nets"),
+    ("AutoAL.load_state_dict", "fitted empty", lambda: _load(_state_with(fitted={})), ValueError, "fitted"),
+    ("AutoAL.load_state_dict", "searchnet of other nets", lambda: _load(_state_with(searchnet={})),
+     ValueError, "searchnet"),
+    ("AutoAL.load_state_dict", "round a str", lambda: _load(_state_with(round="3")), ValueError, "round"),
+    ("AutoAL.load_state_dict", "other strategies",
+     lambda: AutoAL(strategies=("entropy",)).load_state_dict(_fitted().state_dict()), ValueError, "strategies"),
+]
+if not _CUDA:
+    BAD += [
+        ("AutoAL", "device cuda without CUDA", lambda: AutoAL(device="cuda"), ValueError, "device"),
+        ("AutoAL", "device int without CUDA", lambda: AutoAL(device=0), ValueError, "device"),
+    ]
+
+
+def _same_query(res_a, res_b):
+    assert torch.equal(res_a.indices, res_b.indices)
+    return True
+
+
+EDGE += [
+    ("AutoAL", "strategies one str", lambda: AutoAL(strategies="entropy"), lambda a: a.strategies == ("entropy",)),
+    ("AutoAL", "warm_start 0 / 1", lambda: AutoAL(warm_start=0, warm_start_fitnet=1, compile=np.bool_(False)),
+     lambda a: a.warm_start is False and a.warm_start_fitnet is True and a.compile is False),
+    ("AutoAL", "device torch.device('cpu')", lambda: AutoAL(device=torch.device("cpu")),
+     lambda a: a.device == torch.device("cpu")),
+    ("AutoAL.fit", "y negative strides, big-endian, list",
+     lambda: [_al().fit(labeled(), y) for y in ((np.arange(24) % C)[::-2], (np.arange(12) % C).astype(">i8"),
+                                                 list(np.arange(12) % C))], lambda r: len(r) == 3),
+    ("AutoAL.query", "float16 / float64 / negative-stride pool",
+     lambda: [_fitted().query(pool(logits=L(dtype=dt), embeddings=E(dtype=dt)), 3).indices
+              for dt in (np.float16, np.float64)] + [_fitted().query(pool(logits=L()[::-1], embeddings=E()[::-1]), 3)
+                                                    .indices],
+     lambda r: all(i.unique().numel() == 3 for i in r)),
+    ("AutoAL.query_model", "ids as list, torch, uint32",
+     lambda: [_qm(lab, unl) for lab, unl in ((list(range(10)), list(range(10, 40))),
+                                             (torch.arange(10), torch.arange(10, 40)),
+                                             (np.arange(10, dtype=np.uint32), np.arange(10, 40, dtype=np.uint32)))],
+     lambda r: all(len(set(np.asarray(x).tolist())) == 2 and min(np.asarray(x)) >= 10 for x in r)),
+]
+
+
+def test_failed_fit_leaves_the_fitted_state_as_it_was():
+    al = _fitted()
+    before = al.query(pool(), 4).indices
+    with pytest.raises(ValueError, match="labeled.embeddings contain NaN"):
+        al.fit(PoolOutputs(L(12), np.full((12, D), np.nan, dtype=np.float32)), np.zeros(12, int))
+    assert torch.equal(al.query(pool(), 4).indices, before)
+
+
+def test_failed_load_state_dict_leaves_the_state_as_it_was():
+    al = _fitted()
+    before = al.query(pool(), 4).indices
+    bad = _fitted().state_dict()
+    bad["searchnet"] = {}
+    with pytest.raises(ValueError, match="searchnet"):
+        al.load_state_dict(bad)
+    assert torch.equal(al.query(pool(), 4).indices, before)
+
+
+def test_every_public_entry_point_is_in_the_table():
+    public = {"topk", "TopK", "TopK.update", "TopK.result", "PoolOutputs", "strategies.select", "strategies.score",
+              "AutoAL", "AutoAL.fit", "AutoAL.query", "AutoAL.query_model", "AutoAL.load_state_dict",
+              "backend_report", "cli run", "cli report"}
+    # anything new in the public surface must be added above, and to the tables
+    surface = set(aaf.__all__) - {"__version__", "QueryResult", "strategies"}
+    assert surface <= {p.split(".")[0] for p in public}, surface
+    assert set(S.__all__) - {"UNCERTAINTY", "DIVERSITY", "PAPER_CANDIDATES", "names"} <= \
+        {p.split(".")[1] for p in public if p.startswith("strategies.")}
+    assert {m for m in dir(AutoAL) if not m.startswith("_")} - {"state_dict"} <= \
+        {p.split(".")[1] for p in public if p.startswith("AutoAL.")}
+    covered = {row[0] for row in BAD}
+    assert public <= covered, public - covered
+
+
+# ---- the autoal-fast command: a bad argument is one line "autoal-fast: error: ..." and exit 2
+class CliError(Exception):
+    """What ``_cli`` raises for an exit status != 0: the status and the stderr text."""
+
+    def __init__(self, rc, err):
+        super().__init__(err)
+        self.rc = rc
+
+
+_QUICK = ["--strategies", "random", "--rounds", "0", "--seeds", "0", "--epochs", "0", "--no-progress", "--no-plot"]
+
+
+def _cli(*argv, files=None):
+    """Run ``autoal-fast argv`` in a fresh folder (``files``: name -> text written there first)."""
+    import contextlib
+    import io
+    import os
+    import tempfile
+
+    from autoal_fast import cli
+
+    old = os.getcwd()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chdir(tmp)
+        try:
+            for name, text in (files or {}).items():
+                os.makedirs(os.path.dirname(name) or ".", exist_ok=True)
+                with open(name, "w") as fh:
+                    fh.write(text)
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                try:
+                    rc = cli.main(list(argv))
+                except SystemExit as e:  # argparse's own errors
+                    rc = e.code
+            if rc:
+                text = err.getvalue()
+                lines = [ln for ln in text.splitlines() if ln.startswith("autoal-fast: error:")]
+                assert rc == 2 and len(lines) == 1 and "Traceback" not in text, text
+                if "checkpoint.pt" in str(os.listdir(".")) or any(
+                        os.path.exists(os.path.join(d, "checkpoint.pt")) for d in os.listdir(".") if os.path.isdir(d)):
+                    raise AssertionError("a strategy ran before the error")
+                raise CliError(rc, lines[0])
+            return rc
+        finally:
+            os.chdir(old)
+
+
+_RESULTS = '{"config": {"dataset": "digits"}, "strategies": {}}'
+BAD += [
+    ("cli run", "--out is a file", lambda: _cli("run", *_QUICK, "--out", "f", files={"f": ""}), CliError, "--out"),
+    ("cli run", "--out under a file", lambda: _cli("run", *_QUICK, "--out", "f/sub", files={"f": ""}),
+     CliError, "--out"),
+    ("cli run", "--out empty", lambda: _cli("run", *_QUICK, "--out", ""), CliError, "--out"),
+    ("cli run", "--out under /proc", lambda: _cli("run", *_QUICK, "--out", "/proc/autoal_fast_x"), CliError, "--out"),
+    ("cli run", "--pool-subsample > dataset", lambda: _cli("run", *_QUICK, "--pool-subsample", "99999", "--out", "o"),
+     CliError, "pool_subsample=99999"),
+    ("cli run", "--test-subsample > dataset", lambda: _cli("run", *_QUICK, "--test-subsample", "99999", "--out", "o"),
+     CliError, "test_subsample=99999"),
+    ("cli run", "--autoal-arg unknown key",
+     lambda: _cli("run", *_QUICK[:1], "random,autoal", *_QUICK[2:], "--autoal-arg", "nosuch=1", "--out", "o"),
+     CliError, "--autoal-arg"),
+    ("cli run", "--autoal-arg bad value",
+     lambda: _cli("run", *_QUICK[:1], "random,autoal", *_QUICK[2:], "--autoal-arg", "temperature=-1", "--out", "o"),
+     CliError, "--autoal-arg"),
+    ("cli run", "--autoal-arg of a field the run sets",
+     lambda: _cli("run", *_QUICK[:1], "random,autoal", *_QUICK[2:], "--autoal-arg", "seed=3", "--out", "o"),
+     CliError, "--autoal-arg"),
+    ("cli run", "--autoal-arg without autoal in the run",
+     lambda: _cli("run", *_QUICK, "--autoal-arg", "warm_start=maybe", "--out", "o"), CliError, "--autoal-arg"),
+    ("cli run", "--albl-arg bad value",
+     lambda: _cli("run", *_QUICK[:1], "random,albl", *_QUICK[2:], "--albl-arg", "delta=5", "--out", "o"),
+     CliError, "--albl-arg"),
+    ("cli run", "--albl-arg unknown key",
+     lambda: _cli("run", *_QUICK[:1], "random,albl", *_QUICK[2:], "--albl-arg", "gamma=0.1", "--out", "o"),
+     CliError, "--albl-arg"),
+    ("cli run", "--albl-arg a string",
+     lambda: _cli("run", *_QUICK[:1], "random,albl", *_QUICK[2:], "--albl-arg", "delta=half", "--out", "o"),
+     CliError, "--albl-arg"),
+    ("cli report", "not JSON", lambda: _cli("report", "bad.json", "--out", "r", files={"bad.json": "{bad"}),
+     CliError, "bad.json"),
+    ("cli report", "JSON list", lambda: _cli("report", "l.json", "--out", "r", files={"l.json": "[1]"}),
+     CliError, "l.json"),
+    ("cli report", "JSON without config", lambda: _cli("report", "d.json", "--out", "r", files={"d.json": '{"a": 1}'}),
+     CliError, "d.json"),
+    ("cli report", "not UTF-8", lambda: _cli("report", "b.json", "--out", "r", files={"b.json": "\udcff"})
+     if False else _cli_bytes(), CliError, "b.json"),
+    ("cli report", "folder without results.json", lambda: _cli("report", "d", "--out", "r", files={"d/x": ""}),
+     CliError, "d/results.json"),
+    ("cli report", "--out is a file",
+     lambda: _cli("report", "a.json", "--out", "f", files={"a.json": _RESULTS, "f": ""}), CliError, "--out"),
+]
+
+
+def _cli_bytes():
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "b.json")
+        with open(path, "wb") as fh:
+            fh.write(b"\xff\xfe{")
+        return _cli("report", path, "--out", os.path.join(tmp, "r"))
+
+
+EDGE += [
+    ("cli run", "--pool-subsample = dataset size, --out made", lambda: _cli("run", *_QUICK, "--pool-subsample", "1297",
+                                                                             "--out", "a/b/c"), lambda rc: rc == 0),
+]
+
+
 def _ids(rows):
     return [f"{r[0]}: {r[1]}" for r in rows]
 

@@ -142,7 +142,41 @@ class ExperimentConfig:
         if "oracle" in strategies and self.warm_start:
             raise ValueError(f"strategy 'oracle' cannot run with warm_start=True ({c}): its foresight retrains "
                              "the next round's model from scratch with the same seeds")
+        _check_extra_args(self, strategies)
         return dataclasses.replace(self, strategies=strategies)
+
+
+#: what the round loop passes to AutoAL / ALBL itself: not for --autoal-arg / --albl-arg
+_AUTOAL_SET = ("strategies", "budget", "device", "seed")
+_ALBL_SET = ("candidates", "n_rounds")
+
+
+def _check_extra_args(cfg, strategies) -> None:
+    """Build AutoAL and ALBL once with the ``autoal`` / ``albl`` keyword arguments, so a
+    bad one fails here, before any strategy trains (not rounds into the run)."""
+    c = "ExperimentConfig"
+    for field_, flag, taken, used in (("autoal", "--autoal-arg", _AUTOAL_SET, "autoal" in strategies),
+                                      ("albl", "--albl-arg", _ALBL_SET, "albl" in strategies)):
+        extra = getattr(cfg, field_)
+        if not isinstance(extra, dict) or any(not isinstance(k, str) for k in extra):
+            raise ValueError(f"{field_} must be a dict of keyword arguments ({c}); got {extra!r}")
+        if not (used or extra):
+            continue
+        clash = sorted(set(extra) & set(taken))
+        if clash:
+            raise ValueError(f"{field_} ({flag}) cannot set {clash} ({c}): the experiment sets them "
+                             f"(use the options {['--' + k for k in clash]} of the run instead)")
+        try:
+            if field_ == "autoal":
+                from ..autoal import AutoAL
+
+                AutoAL(strategies=list(cfg.candidates), budget=cfg.budget, seed=0, **extra)
+            else:
+                from .alb import ALBL
+
+                ALBL(cfg.candidates, n_rounds=cfg.rounds, **extra)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{field_} ({flag}) {extra!r} is refused ({c}): {e}") from None
 
 
 def strategy_names() -> list:

@@ -307,6 +307,12 @@ def run_experiment(config: ExperimentConfig | None = None, out: str = "autoal_ru
     ck, cfg = open_checkpoint(out, config, resume, verbose)
     dev = _device(cfg.device)
     ds = load_dataset(cfg.dataset, root=cfg.data_root)
+    for name, n_have in (("pool_subsample", ds.x_train.shape[0]), ("test_subsample", ds.x_test.shape[0])):
+        asked = getattr(cfg, name)
+        if asked is not None and asked > n_have:  # would silently use all and record the number asked
+            raise ValueError(f"{name}={asked} exceeds the {n_have} samples of {cfg.dataset!r}'s "
+                             f"{'training' if name == 'pool_subsample' else 'test'} set; give at most "
+                             f"{n_have}, or leave it out for all of them")
     if cfg.initial + cfg.budget * cfg.rounds > (cfg.pool_subsample or ds.x_train.shape[0]):
         raise ValueError(f"initial + budget * rounds = {cfg.initial + cfg.budget * cfg.rounds} exceeds the pool "
                          f"({cfg.pool_subsample or ds.x_train.shape[0]} samples)")
