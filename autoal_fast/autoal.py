@@ -232,6 +232,9 @@ class AutoAL:
         per split (FitNet fixed during the search), and SearchNet maximises the mean
         value of its soft selection. No double backward per step; False unrolls the
         step exactly (``inner_lr`` then matters).
+    per_sample_weights : bool, default=True
+        SearchNet's weights depend on the sample (the paper). False: one weight vector
+        for all samples (K parameters), which cannot overfit the few samples of B.
     warm_start : bool, default=True
         Carry SearchNet, its loss head and its optimiser over to the next ``fit``.
     warm_start_fitnet : bool, default=False
@@ -292,7 +295,7 @@ class AutoAL:
                  warm_start_fitnet=False, mc_head="fitnet", backbone=None, chunk_size=65536,
                  search_threads=1, compile=False, min_ratio=0.1, entropy_weight=0.1,
                  objective="max_loss", prior=None, judge_share=1 / 3, inner_lr=0.1, inner_steps=1,
-                 first_order=True):
+                 first_order=True, per_sample_weights=True):
         caller = "AutoAL"
         if isinstance(strategies, str):
             strategies = (strategies,)
@@ -351,6 +354,7 @@ class AutoAL:
         self.inner_lr = _check_real(inner_lr, "inner_lr", caller, 0, low_open=True)
         self.inner_steps = check_int(inner_steps, "inner_steps", caller, low=1)
         self.first_order = bool(first_order)
+        self.per_sample_weights = bool(per_sample_weights)
         # learned state
         self.round_ = 0
         self.fitnet_ = None
@@ -422,7 +426,8 @@ class AutoAL:
             self._opt_fit = torch.optim.Adam(self.fitnet_.parameters(), lr=self.fit_lr)
         if fresh_search:
             bb = None if self.backbone is None else copy.deepcopy(self.backbone)
-            self.searchnet_ = SearchNet(d_feat, K, self.search_hidden, backbone=bb, prior=self.prior).to(device)
+            self.searchnet_ = SearchNet(d_feat, K, self.search_hidden, backbone=bb, prior=self.prior,
+                                        per_sample=self.per_sample_weights).to(device)
             if self.search_optimizer == "sgd":
                 self._opt_search = torch.optim.SGD(self.searchnet_.parameters(), lr=self.search_lr, momentum=0.9)
             else:

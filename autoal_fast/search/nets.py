@@ -93,10 +93,15 @@ class SearchNet(nn.Module):
     prior : sequence of float, length K, default=None
         Initial weights (positive, summing to 1): the weight head starts at bias
         ``log(prior)`` and zero slope, so W(x) = prior for every x. None: uniform.
+    per_sample : bool, default=True
+        W depends on x (the paper's SearchNet). False: one weight vector for every
+        sample, ``softmax(bias)`` (K parameters: it cannot memorise which samples of a
+        small B to take, only how much each strategy's picks are worth); the loss head
+        still reads the trunk.
     """
 
     def __init__(self, d_in: int, n_strategies: int, hidden: int = 64, backbone: nn.Module | None = None,
-                 prior=None):
+                 prior=None, per_sample: bool = True):
         super().__init__()
         self.backbone = nn.Identity() if backbone is None else backbone
         self.norm = Standardize(d_in) if backbone is None else nn.Identity()
@@ -104,6 +109,7 @@ class SearchNet(nn.Module):
             nn.Linear(d_in + 2 * n_strategies, hidden), nn.ReLU(),
             nn.Linear(hidden, hidden), nn.ReLU(),
         )
+        self.per_sample = bool(per_sample)
         self.weight_head = nn.Linear(hidden, n_strategies)
         # loss-prediction head (learning loss): a small MLP on the shared hidden features
         self.loss_head = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
@@ -116,7 +122,10 @@ class SearchNet(nn.Module):
     def forward(self, x, cand, predict_loss: bool = True):
         """Returns (weights (n, K), predicted loss (n,) or None when ``predict_loss`` is False)."""
         h = self.trunk(torch.cat([self.norm(self.backbone(x)), cand.to(torch.float32)], dim=1))
-        w = torch.softmax(self.weight_head(h), dim=1)
+        if self.per_sample:
+            w = torch.softmax(self.weight_head(h), dim=1)
+        else:
+            w = torch.softmax(self.weight_head.bias, dim=0).expand(h.shape[0], -1)
         return w, (self.loss_head(h).squeeze(1) if predict_loss else None)
 
     def search_parameters(self):
