@@ -62,6 +62,10 @@ VARIANTS = {
     "autoal_maxloss": ("autoal", {"autoal": {"objective": "max_loss", "prior": "margin+badge"}}),
     # the value objective from a uniform start (ablation: prior)
     "autoal_value_uniform": ("autoal", {"autoal": {"objective": "value"}}),
+    # one weight vector for every sample instead of SearchNet's per-sample weights
+    "autoal_value_global": ("autoal", {"autoal": {"objective": "value", "prior": "margin+badge",
+                                                  "per_sample_weights": False}}),
+    "autoal_value_global_uniform": ("autoal", {"autoal": {"objective": "value", "per_sample_weights": False}}),
 }
 
 def _parse_seeds(text: str) -> list:
