@@ -18,25 +18,15 @@ import autoal_fast as aaf
 from autoal_fast.strategies import badge, coreset, select
 
 from _diversity_data import clustered
+from bench_coreset import torch_greedy
 
 pytestmark = pytest.mark.slow
 REPEATS = int(os.environ.get("AUTOAL_BENCH_REPEATS", "1"))
 
 
-def plain_coreset(x, lab, k):
-    """The issue's plain torch greedy: mind = min(mind, |x|^2 - 2 X x_i + |x_i|^2), then argmax
-    (squared distances; nearest-labeled init by chunked cdist)."""
-    sq = x.pow(2).sum(1)
-    mind = torch.empty(x.shape[0])
-    for lo in range(0, x.shape[0], 8192):
-        mind[lo:lo + 8192] = torch.cdist(x[lo:lo + 8192], lab).min(1).values.pow(2)
-    picks = []
-    for _ in range(k):
-        i = int(torch.argmax(mind))
-        picks.append(i)
-        torch.minimum(mind, sq - 2.0 * (x @ x[i]) + sq[i], out=mind)
-        mind[i] = -1.0
-    return picks
+# The issue's plain torch greedy (mind = min(mind, |x|^2 - 2 X x_i + |x_i|^2), then
+# argmax; nearest-labeled init by chunked cdist) is bench_coreset's baseline.
+plain_coreset = torch_greedy
 
 
 def plain_badge(z, e, k, seed):
