@@ -200,3 +200,13 @@ def test_paired_differences_and_spearman():
     assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
     assert spearman([1, 1, 2, 3], [1, 2, 3, 4]) == pytest.approx(np.corrcoef([0.5, 0.5, 2, 3], [0, 1, 2, 3])[0, 1])
     assert np.isnan(spearman([1, 1], [1, 2]))
+
+
+def test_autoal_can_read_the_inputs(tmp_path):
+    cfg = ExperimentConfig(strategies=("autoal",), autoal={"pretrain_steps": 10, "search_steps": 10, "objective": "value"},
+                           autoal_features="inputs", **dict(TINY, seeds=(0,)))
+    res = run_experiment(cfg, out=str(tmp_path), progress=False, verbose=False, plot=False)
+    rounds = res["strategies"]["autoal"]["runs"][0]["rounds"]
+    assert [r["labeled"] for r in rounds] == [20, 35, 50] and set(rounds[0]["info"]["candidate_value"]) == {"margin", "coreset"}
+    with pytest.raises(ValueError, match="autoal_features"):
+        ExperimentConfig(autoal_features="pixels").validate()

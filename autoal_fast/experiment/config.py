@@ -69,6 +69,11 @@ class ExperimentConfig:
         Extra keyword arguments for :class:`autoal_fast.AutoAL`.
     albl : dict, default={}
         Extra keyword arguments for :class:`autoal_fast.experiment.alb.ALBL` (delta, p_min).
+    autoal_features : {"embeddings", "inputs"}, default="embeddings"
+        What AutoAL's nets read: the task model's embeddings, or the task's inputs
+        (flattened, through ``backbone=nn.Flatten()``): features that no model trained on
+        the labeled set has shaped, so that the search's halves B and C look no easier
+        than the pool does.
     """
 
     dataset: str = "digits"
@@ -94,6 +99,7 @@ class ExperimentConfig:
     device: str = "cpu"
     autoal: dict = field(default_factory=dict)
     albl: dict = field(default_factory=dict)
+    autoal_features: str = "embeddings"
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -138,6 +144,8 @@ class ExperimentConfig:
         if bad or not self.candidates:
             raise ValueError(f"candidates must be a non-empty list from {valid_cand} ({c}); got {list(self.candidates)}")
         _device(self.device)
+        if self.autoal_features not in ("embeddings", "inputs"):
+            raise ValueError(f"autoal_features must be 'embeddings' or 'inputs' ({c}); got {self.autoal_features!r}")
         strategies = tuple(resolve_strategies(self.strategies))
         if "oracle" in strategies and self.warm_start:
             raise ValueError(f"strategy 'oracle' cannot run with warm_start=True ({c}): its foresight retrains "

@@ -120,15 +120,30 @@ def _pool_outputs(logits, emb, head, n_mc: int) -> PoolOutputs:
 
 
 # ----------------------------------------------------------------------------- the one integration point
+def _autoal(cfg: ExperimentConfig, k: int, device, seed: int, **overrides):
+    """AutoAL as the config asks; with ``autoal_features="inputs"`` its nets read the
+    task's inputs (flattened) instead of the task model's embeddings."""
+    try:
+        from ..autoal import AutoAL
+    except ImportError as e:
+        raise ImportError(f"strategy 'autoal' needs autoal_fast.autoal.AutoAL, which failed to import: {e}") from e
+    kw = dict(cfg.autoal, **overrides)
+    if cfg.autoal_features == "inputs":
+        kw["backbone"] = torch.nn.Flatten()
+    return AutoAL(strategies=list(cfg.candidates), budget=k, device=device, seed=seed, **kw)
+
+
 def query_indices(name: str, pool: PoolOutputs, k: int, *, labeled: PoolOutputs, labeled_y, seed: int,
-                  state: dict, cfg: ExperimentConfig, labels, next_acc=None) -> tuple:
+                  state: dict, cfg: ExperimentConfig, labels, next_acc=None, inputs=(None, None)) -> tuple:
     """Turn a strategy name and the round's model outputs into k indices into ``pool``.
 
     ``state`` carries what a strategy keeps between rounds (AutoAL's and ALBL's
     state dicts); it is updated in place. ``labels(indices)`` is the oracle
     (ALBL reads the labels of the batch it queried). ``next_acc(indices)`` is the
     test accuracy of the next round's model trained with that batch added (only the
-    ``oracle`` upper bound uses it: it peeks at the test set). Returns
+    ``oracle`` upper bound uses it: it peeks at the test set). ``inputs``: the task's
+    inputs of the labeled set and of the pool (AutoAL reads them with
+    ``cfg.autoal_features="inputs"``). Returns
     ``(indices, info)``, ``info`` a small JSON-able dict of what the strategy reports.
     """
     if name == "oracle":
@@ -143,23 +158,17 @@ def query_indices(name: str, pool: PoolOutputs, k: int, *, labeled: PoolOutputs,
         info = {"chosen": best, "next_acc": accs}
         if cfg.autoal.get("objective", "value") == "value" and labeled.n_samples >= 6:
             # what AutoAL's simulation says of each candidate in this very round (fidelity)
-            from ..autoal import AutoAL
-
-            al = AutoAL(strategies=list(cfg.candidates), budget=k, device=pool.device, seed=seed,
-                        **dict(cfg.autoal, objective="value"))
-            rep = al.fit(labeled, labeled_y, k=k, n_pool=pool.n_samples)
+            al = _autoal(cfg, k, pool.device, seed, objective="value")
+            rep = al.fit(labeled, labeled_y, k=k, n_pool=pool.n_samples, features=inputs[0])
             info["autoal_value"] = {c: round(float(v), 6) for c, v in rep.candidate_value.items()}
         return picks[best], info
     if name == "autoal":
-        try:
-            from ..autoal import AutoAL
-        except ImportError as e:
-            raise ImportError(f"strategy 'autoal' needs autoal_fast.autoal.AutoAL, which failed to import: {e}") from e
-        al = AutoAL(strategies=list(cfg.candidates), budget=k, device=pool.device, seed=seed, **cfg.autoal)
+        al = _autoal(cfg, k, pool.device, seed)
         if state.get("autoal") is not None:
             al.load_state_dict(state["autoal"])
-        rep = al.fit(labeled, labeled_y, k=k, n_pool=pool.n_samples)  # the search selects the query's ratio k/|U|
-        res = al.query(pool, k)
+        # the search selects the query's ratio k/|U|
+        rep = al.fit(labeled, labeled_y, k=k, n_pool=pool.n_samples, features=inputs[0])
+        res = al.query(pool, k, features=inputs[1])
         state["autoal"] = copy.deepcopy(al.state_dict())
         info = {}
         w = getattr(res, "weights", None)
@@ -251,7 +260,8 @@ def _run_rounds(name, seed, cfg, ds, data, cur, dev, ck, ck_path, bar):
                 picks, info = query_indices(
                     name, pool, k, labeled=lab, labeled_y=data.y[lab_dev], seed=qseed % (2 ** 62),
                     state=cur["state"], cfg=cfg, labels=lambda i: y_unl[i.to(dev)].cpu(),
-                    next_acc=None if cfg.warm_start else next_acc)
+                    next_acc=None if cfg.warm_start else next_acc,
+                    inputs=(data.x[lab_dev], data.x[unl_dev]) if cfg.autoal_features == "inputs" else (None, None))
             except Exception as e:
                 raise StrategyError(
                     f"strategy {name!r} failed at seed {seed}, round {rnd} ({type(e).__name__}: {e}); the "
