@@ -66,6 +66,10 @@ VARIANTS = {
     "autoal_value_global": ("autoal", {"autoal": {"objective": "value", "prior": "margin+badge",
                                                   "per_sample_weights": False}}),
     "autoal_value_global_uniform": ("autoal", {"autoal": {"objective": "value", "per_sample_weights": False}}),
+    # the nets read the task's inputs, not embeddings shaped by B's and C's labels
+    "autoal_value_inputs": ("autoal", {"autoal_features": "inputs",
+                                       "autoal": {"objective": "value", "prior": "margin+badge"}}),
+    "oracle_inputs": ("oracle", {"autoal_features": "inputs"}),
 }
 
 def _parse_seeds(text: str) -> list:
