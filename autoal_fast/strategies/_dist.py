@@ -12,9 +12,15 @@ rank, equal to what one process returns on the concatenated pool with the same s
   (largest distance, global index) and the winning row broadcast from its owner.
   Without a labeled set the start is the point nearest to the pool mean (sums
   all-reduced in float64, nearest point by a global argmin).
-- badge: per step one all_gather of every rank's (sum of D^2, free count), one
-  uniform from the shared seeded generator, the owner of the drawn mass picks the
-  point and broadcasts (index, gradient-embedding factors).
+- badge: the sampler is chosen by ``badge.use_rejection`` on the global row count, as
+  one process chooses it. Below ``badge.REJECTION_MIN_ROWS`` (or off CPU): per step
+  one all_gather of every rank's (sum of D^2, free count), one uniform from the
+  shared seeded generator, the owner of the drawn mass picks the point and
+  broadcasts (index, gradient-embedding factors). At or above it: rejection from
+  stale bounds with a sum tree per rank (``_badge_rejection``): per attempt the
+  rank is drawn by the per-rank masses and the row in its tree with the same
+  uniform, the owner refreshes and decides with the next uniform and broadcasts
+  (accepted, its new mass, index, factors); rebuilds by the single-process rule.
 - kmeans: the init subsample (global row ids from the shared generator) is
   assembled on every rank by one all-reduce, greedy k-means++ runs on it
   identically everywhere; Lloyd iterations all-reduce centroid sums and counts;
@@ -160,6 +166,144 @@ def _dist_d2_sample(mind, gen, shard) -> int:
     return r, pick
 
 
+def _rejection_everywhere(dev, shard) -> bool:
+    """``badge.use_rejection`` on the global row count, true only if it holds on every
+    rank (device and extension are per rank: one small all-gather, only when the global
+    count and the switch already allow rejection)."""
+    from . import _greedy
+    from . import badge as bm
+
+    if not (bm.REJECTION and shard.n_total >= bm.REJECTION_MIN_ROWS):
+        return False
+    mine = int(bm.use_rejection(shard.n_total, dev, _greedy.load_ext()))
+    flags = D._all_gather_rows(torch.tensor([mine], dtype=torch.int64), shard.group)
+    return bool(int(flags.min()))
+
+
+def _badge_rejection(rows, k, gen, nt, shard, c, d):
+    """``badge._rejection_picks`` over the shards (the module docstring of badge: the same
+    uniforms, draws, refreshes and rebuild rule; each rank a sum tree of its own rows).
+
+    Per attempt one broadcast from the drawn row's owner: (accepted, its tree's new mass,
+    global index, the row's gradient-embedding factors when accepted). Per rebuild one
+    all-gather of the per-rank masses. ``rows`` is None on an empty shard."""
+    from . import _greedy
+    from . import badge as bm
+
+    n, n_total, rank, world = shard.n_local, shard.n_total, shard.rank, shard.world
+    picks = torch.empty(k, dtype=torch.long)
+    width = 3 + c + d + 1
+
+    def factors(li):
+        a, e, g2 = rows.vec(li)
+        return torch.cat([a.double(), e.double(), g2.double().view(1)])
+
+    def unpack(buf):
+        f = buf.to(torch.float32)
+        return f[:c].clone(), f[c:c + d].clone(), f[c + d].clone()
+
+    def gather_masses():
+        mine = torch.tensor([tree.total() if n else 0.0], dtype=torch.float64)
+        return D._all_gather_rows(mine, shard.group).cpu().numpy().astype(np.float64)
+
+    # pick 0: the largest ||g|| (ties to the lower global index)
+    gi = _global_argmax_of(rows.g2 if n else None, shard)
+    owner, li = _owner(gi, shard)
+    v = unpack(D.broadcast_from(factors(li) if owner == rank else None, owner, (c + d + 1,),
+                                torch.float64, shard.group).cpu())
+    picks[0] = gi
+    if n:
+        ext = _greedy.load_ext()
+        mind = torch.full((n,), float("inf"), dtype=torch.float32)
+        assign = torch.zeros(n, dtype=torch.int32)
+        rows.store(0, v)
+        rows.update(None, v, 0, mind, assign)
+        if owner == rank:
+            mind[li] = -1.0
+        md = mind.numpy()
+        seen = np.ones(n, dtype=np.int32)  # centres [0, seen[i]) are in md[i]
+        tree = ext.SumTree(n)
+    else:
+        mind = None
+
+    def rebuild(t):
+        if n:
+            with torch_threads(nt):
+                rows.refresh_all(mind, int(seen.min()), t)
+            seen[:] = t
+            tree.build(np.square(np.maximum(md, 0.0), dtype=np.float64))
+        return gather_masses()
+
+    masses = rebuild(1)
+    last_rebuild = 1
+    uni = bm._Uniforms(gen)
+    attempts = rebuilds = refreshes = rejected = 0
+    for t in range(1, k):
+        while True:
+            cum = np.cumsum(masses)
+            total = float(cum[-1])
+            if not total > 0.0:
+                if last_rebuild < t:
+                    masses = rebuild(t)
+                    rebuilds += 1
+                    last_rebuild, rejected = t, 0
+                    continue
+                # every unchosen row duplicates a pick: uniform (the same draw as d2_sample)
+                owner, li = _dist_d2_sample(mind, gen, shard)
+                if owner == rank:
+                    md[li] = -1.0
+                    tree.set(li, 0.0)
+                    mine = torch.cat([torch.tensor([1.0, tree.total(), float(shard.offset + li)],
+                                                   dtype=torch.float64), factors(li)])
+                buf = D.broadcast_from(mine if owner == rank else None, owner, (width,), torch.float64,
+                                       shard.group).cpu()
+                masses[owner] = float(buf[1])
+                break
+            attempts += 1
+            target = uni() * total
+            owner = int(np.searchsorted(cum, target, side="right"))
+            if owner >= world:  # rounding at the top end: the last rank with mass, its last leaf
+                owner = int(np.nonzero(masses > 0)[0][-1])
+                local = float(masses[owner])
+            else:
+                local = target - (float(cum[owner - 1]) if owner > 0 else 0.0)
+            u_acc = uni()
+            mine = None
+            if owner == rank:
+                i = tree.find(local)
+                b2 = tree.get(i)
+                if seen[i] < t:
+                    dv = rows.refresh_one(i, int(seen[i]), t)
+                    refreshes += t - int(seen[i])
+                    seen[i] = t
+                    if dv < md[i]:
+                        md[i] = dv
+                    tree.set(i, float(md[i]) ** 2 if md[i] >= 0 else 0.0)
+                d2 = float(md[i]) ** 2 if md[i] >= 0 else 0.0
+                acc = u_acc * b2 < d2
+                if acc:
+                    md[i] = -1.0
+                    tree.set(i, 0.0)
+                head = torch.tensor([float(acc), tree.total(), float(shard.offset + i)], dtype=torch.float64)
+                mine = torch.cat([head, factors(i) if acc else torch.zeros(width - 3, dtype=torch.float64)])
+            buf = D.broadcast_from(mine, owner, (width,), torch.float64, shard.group).cpu()
+            masses[owner] = float(buf[1])
+            if float(buf[0]) > 0.0:
+                break
+            rejected += 1
+            if rejected * bm.ATTEMPT_FLOPS > 2.0 * n_total * (t - last_rebuild) * (c + d):
+                masses = rebuild(t)
+                rebuilds += 1
+                last_rebuild, rejected = t, 0
+        picks[t] = int(buf[2])
+        if n:
+            rows.store(t, unpack(buf[3:]))
+    bm.last_stats.clear()
+    bm.last_stats.update(attempts=attempts, rebuilds=rebuilds, refreshes=refreshes, n=n_total, k=k,  # refreshes: this rank's
+                         full_passes=1 + rebuilds, rows_visited=refreshes, rejection=True, sharded=True)
+    return picks
+
+
 def _badge(pool, k, seed, shard):
     from .badge import _GradRows, _null
 
@@ -175,6 +319,11 @@ def _badge(pool, k, seed, shard):
                                      shard.group, "select('badge')")
         if n:
             rows.alloc_centres(k)
+        if _rejection_everywhere(dev, shard):
+            picks = _badge_rejection(rows, k, gen, nt, shard, c, d)
+            _backend.record("badge", "torch+rejection+dist")
+            return picks
+        if n:
             eng = PrunedGreedy(
                 n, k, dev,
                 update_rows=lambda idx, v, cid: rows.update(idx, v, cid, eng.mind, eng.assign),

@@ -34,6 +34,18 @@ the picks differ from the one-draw-per-pick loop used on other devices (and by
 earlier versions), the distribution does not. Extra memory: 16 bytes per row
 (tree) + 4 (refresh count).
 
+Sharded (``select(..., group=...)``, ``_dist._badge``): the same choice of sampler
+by ``use_rejection`` on the GLOBAL row count (and every rank on CPU with the
+extension), and the same sampler spread over the ranks: each rank keeps the sum
+tree of its shard's bounds, a draw picks the rank by the all-gathered per-rank
+masses and the row inside its tree with the same uniform, the owner refreshes it
+and decides with the next uniform, and rebuilds follow the same rule (global row
+count). The uniforms are consumed exactly as here, so the picks equal this
+function's for the same seed up to float summation order (the per-rank masses
+add in another order than one tree does; the refreshed distances may round
+differently): only a draw within float rounding of a rank or row boundary, or of
+the accept threshold, can go another way.
+
 Duplicates: a squared distance below ``DUP_TOL * (||g_i||^2 + ||g_j||^2)``
 (float32 rounding of the factorised form) counts as 0, so a point identical to
 a chosen one has probability 0 and is never picked while any point at positive
@@ -65,10 +77,9 @@ PROB_CACHE_BYTES = 1 << 30
 DUP_TOL = 1e-5
 #: Rejection sampling from stale bounds on CPU (False: the one-draw-per-pick loop).
 REJECTION = True
-#: ... on pools of at least this many rows. Below it the one-draw-per-pick loop costs
-#: little, and it is what the sharded path (``_dist._badge``, one exact draw per step)
-#: reproduces: a sharded pool of this size or more gets picks from the same D^2 law
-#: but not the single process's exact picks (a sharded rejection sampler is not built).
+#: ... on pools of at least this many rows (the GLOBAL row count when sharded: one process
+#: and N ranks take the same path, see ``use_rejection``). Below it the one-draw-per-pick
+#: loop costs little.
 REJECTION_MIN_ROWS = 5000
 #: Cost of one rejected draw in multiply-adds (a few small numpy calls, ~30 us); a
 #: rebuild (2 n m (C + D) for m centres since the last one) runs once the rejections
@@ -76,6 +87,14 @@ REJECTION_MIN_ROWS = 5000
 ATTEMPT_FLOPS = 5e5
 #: Counters of the last call, for benchmarks.
 last_stats: dict = {}
+
+
+def use_rejection(n_total: int, device, ext) -> bool:
+    """Whether BADGE draws by rejection from stale bounds: the rule the single-process
+    path and the sharded one (``_dist._badge``, with the pool's global row count and every
+    rank's device and extension) share, so both draw the same picks for a seed."""
+    return bool(REJECTION and n_total >= REJECTION_MIN_ROWS and torch.device(device).type == "cpu"
+                and ext is not None and hasattr(ext, "SumTree"))
 
 
 class _GradRows:
@@ -325,8 +344,7 @@ def select_badge(pool, k: int, seed=None) -> torch.LongTensor:
             rows = _GradRows(pool.logits, pool.embeddings, nt)
         rows.alloc_centres(k)
         ext = _greedy.load_ext()
-        if REJECTION and rows.n >= REJECTION_MIN_ROWS and device.type == "cpu" and ext is not None \
-                and hasattr(ext, "SumTree"):
+        if use_rejection(rows.n, device, ext):
             picks = _rejection_picks(rows, k, gen, nt, ext)
             _backend.record("badge", "torch+rejection")
             return picks.to(device)
