@@ -66,6 +66,9 @@ VARIANTS = {
     "autoal_value_global": ("autoal", {"autoal": {"objective": "value", "prior": "margin+badge",
                                                   "per_sample_weights": False}}),
     "autoal_value_global_uniform": ("autoal", {"autoal": {"objective": "value", "per_sample_weights": False}}),
+    # the paper's seven as candidates (no badge: the prior is then margin alone)
+    "autoal_value_global_paper7": ("autoal", {"candidates": PAPER7, "autoal": {
+        "objective": "value", "prior": "margin", "per_sample_weights": False}}),
     # the nets read the task's inputs, not embeddings shaped by B's and C's labels
     "autoal_value_inputs": ("autoal", {"autoal_features": "inputs",
                                        "autoal": {"objective": "value", "prior": "margin+badge"}}),
@@ -145,13 +148,13 @@ def _weight_share(run: dict) -> list:
     return [rd["info"]["weight_share"] for rd in run["rounds"] if rd.get("info", {}).get("weight_share")]
 
 
-def _fidelity(runs: dict) -> dict:
+def _fidelity(oracle_runs: dict) -> dict:
     """Rank agreement of the oracle's real next-round accuracies with AutoAL's simulated
-    candidate values recorded in the same rounds (oracle runs only)."""
+    candidate values recorded in the same rounds (the runs of one oracle label)."""
     from autoal_fast.experiment.reports import spearman
 
     per_round, real_sum, sim_sum = [], {}, {}
-    for run in runs.get("oracle", {}).values():
+    for run in oracle_runs.values():
         for rd in run["rounds"]:
             info = rd.get("info", {})
             real, sim = info.get("next_acc"), info.get("autoal_value")
@@ -170,7 +173,7 @@ def _fidelity(runs: dict) -> dict:
     return {"rounds": int(pr.size), "spearman_per_round_mean": float(pr.mean()) if pr.size else float("nan"),
             "spearman_per_round_se": float(pr.std(ddof=1) / np.sqrt(pr.size)) if pr.size > 1 else float("nan"),
             "spearman_summed": spearman([real_sum[c] for c in names], [sim_sum[c] for c in names]),
-            "oracle_chosen": {c: sum(rd.get("info", {}).get("chosen") == c for run in runs["oracle"].values()
+            "oracle_chosen": {c: sum(rd.get("info", {}).get("chosen") == c for run in oracle_runs.values()
                                      for rd in run["rounds"]) for c in names}}
 
 
@@ -197,7 +200,8 @@ def summary(root: str, settings, ref: str) -> dict:
                 entry["labels"][lab]["weight_share"] = ws
         if ref in aubc:
             entry["paired_vs_" + ref] = paired_differences(aubc, ref)
-        fid = _fidelity(runs)
+        fid = {lab: _fidelity(v) for lab, v in runs.items() if VARIANTS.get(lab, (lab,))[0] == "oracle"}
+        fid = {lab: f for lab, f in fid.items() if f}
         if fid:
             entry["fidelity"] = fid
         out[st] = entry
@@ -217,9 +221,8 @@ def markdown(summ: dict, ref: str) -> str:
             wins = "-" if d is None else f"{d['wins']}/{d['n']}"
             name = f"**{lab}**" if lab == ref else lab
             lines.append(f"| {name} | {v['mean']:.4f} ± {v['std']:.4f} | {len(v['aubc'])} | {diff} | {wins} |")
-        fid = e.get("fidelity")
-        if fid:
-            lines += ["", f"Fidelity (oracle runs, {fid['rounds']} rounds): Spearman of AutoAL's simulated candidate "
+        for lab, fid in e.get("fidelity", {}).items():
+            lines += ["", f"Fidelity ({lab} runs, {fid['rounds']} rounds): Spearman of AutoAL's simulated candidate "
                           f"values against the real next-round accuracies, per round {fid['spearman_per_round_mean']:+.2f}"
                           f" ± {fid['spearman_per_round_se']:.2f}, summed over rounds {fid['spearman_summed']:+.2f}."]
         lines.append("")
