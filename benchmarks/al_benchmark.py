@@ -73,6 +73,8 @@ VARIANTS = {
     "autoal_value_inputs": ("autoal", {"autoal_features": "inputs",
                                        "autoal": {"objective": "value", "prior": "margin+badge"}}),
     "oracle_inputs": ("oracle", {"autoal_features": "inputs"}),
+    # control: each round margin's or badge's batch by a seeded coin (a choice with no information)
+    "coin_margin_badge": ("coin", {"candidates": ("margin", "badge")}),
 }
 
 def _parse_seeds(text: str) -> list:
@@ -87,7 +89,7 @@ def _label_config(setting: str, label: str, seed: int, threads: int):
     from autoal_fast.experiment import ExperimentConfig, strategy_names
 
     strategy, extra = VARIANTS.get(label, (label, {}))
-    if strategy not in strategy_names() and strategy != "oracle":
+    if strategy not in strategy_names() and strategy not in ("oracle", "coin"):
         raise SystemExit(f"al_benchmark: unknown label {label!r}: strategies {strategy_names() + ['oracle']} "
                          f"or variants {sorted(VARIANTS)}")
     fields = dict(SETTINGS[setting][1])

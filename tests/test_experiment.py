@@ -165,6 +165,16 @@ def test_build_model_picks_by_kind():
         build_model("cnn", "flat", (64,), 10)
 
 
+def test_coin_control_picks_one_candidate_per_round(tmp_path):
+    assert "coin" not in resolve_strategies("all")
+    cfg = ExperimentConfig(strategies=("coin",), **dict(TINY, seeds=(0,), candidates=("margin", "badge")))
+    a = run_experiment(cfg, out=str(tmp_path / "a"), progress=False, verbose=False, plot=False)
+    b = run_experiment(cfg, out=str(tmp_path / "b"), progress=False, verbose=False, plot=False)
+    ra, rb = (r["strategies"]["coin"]["runs"][0]["rounds"] for r in (a, b))
+    assert all(r["info"]["chosen"] in ("margin", "badge") for r in ra[:-1])
+    assert [r["test_acc"] for r in ra] == [r["test_acc"] for r in rb]  # seeded
+
+
 def test_oracle_peeks_exactly_and_is_not_in_all(tmp_path):
     """The oracle's next-round accuracies are those the loop then measures: the chosen
     candidate's equals the next round's test accuracy."""

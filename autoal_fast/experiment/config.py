@@ -9,13 +9,18 @@ import torch
 from .. import strategies as _strategies
 from .models import MODELS
 
-__all__ = ["ExperimentConfig", "EXTRA_STRATEGIES", "PEEKING_STRATEGIES", "strategy_names", "resolve_strategies"]
+__all__ = ["ExperimentConfig", "EXTRA_STRATEGIES", "PEEKING_STRATEGIES", "CONTROL_STRATEGIES", "strategy_names",
+           "resolve_strategies"]
 
 #: Strategies of the experiment besides the candidates of ``strategies.names()``.
 EXTRA_STRATEGIES = ("autoal", "albl")
 #: Upper bounds that peek at the test set: accepted by name, never part of "all".
 #: ``oracle``: each round, the candidate whose batch gives the best next-round test accuracy.
 PEEKING_STRATEGIES = ("oracle",)
+#: Controls, accepted by name, never part of "all". ``coin``: each round one of the
+#: candidates drawn uniformly at random (seeded), whose batch is queried: what a search
+#: that chooses among its candidates with no information would do.
+CONTROL_STRATEGIES = ("coin",)
 
 
 @dataclass
@@ -202,9 +207,10 @@ def resolve_strategies(spec) -> list:
     for s in items:
         names = valid if s == "all" else [s]
         for n in names:
-            if n not in valid and n not in PEEKING_STRATEGIES:
-                raise ValueError(f"unknown strategy {n!r}: valid strategies are {valid}, 'all', or the "
-                                 f"test-peeking upper bound {list(PEEKING_STRATEGIES)}")
+            if n not in valid and n not in PEEKING_STRATEGIES + CONTROL_STRATEGIES:
+                raise ValueError(f"unknown strategy {n!r}: valid strategies are {valid}, 'all', the "
+                                 f"test-peeking upper bound {list(PEEKING_STRATEGIES)} or the control "
+                                 f"{list(CONTROL_STRATEGIES)}")
             if n not in out:
                 out.append(n)
     if not out:

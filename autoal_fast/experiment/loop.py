@@ -146,6 +146,10 @@ def query_indices(name: str, pool: PoolOutputs, k: int, *, labeled: PoolOutputs,
     ``cfg.autoal_features="inputs"``). Returns
     ``(indices, info)``, ``info`` a small JSON-able dict of what the strategy reports.
     """
+    if name == "coin":
+        g = torch.Generator().manual_seed(seed)
+        c = cfg.candidates[int(torch.randint(len(cfg.candidates), (1,), generator=g))]
+        return _strategies.select(c, pool, k, labeled=labeled, seed=seed).long().cpu(), {"chosen": c}
     if name == "oracle":
         if next_acc is None:
             raise ValueError("strategy 'oracle' needs next_acc: the experiment loop gives it, except with "
