@@ -37,14 +37,29 @@ __all__ = ["Shard", "resolve_group", "shard_of", "merge_topk", "global_argmax",
            "reducer", "LocalReducer", "GroupReducer"]
 
 
+class _Local:
+    """``group=LOCAL``: this process's data alone, even inside an initialised process group."""
+
+    def __repr__(self):
+        return "LOCAL"
+
+
+#: Pass as ``group=`` for single-process work while a process group is initialised (AutoAL's
+#: search on the labeled set, which every rank holds whole, uses it for its candidates).
+LOCAL = _Local()
+
+
 def resolve_group(group=None):
     """The group to use, or None for single-process work.
 
     ``group=None`` uses the default group when torch.distributed is
-    initialised; a world of size 1 is single-process work.
+    initialised; a world of size 1 is single-process work; ``group=LOCAL`` is
+    single-process work whatever is initialised.
     """
     import torch.distributed as dist
 
+    if group is LOCAL:
+        return None
     if not dist.is_available() or not dist.is_initialized():
         if group is not None:
             raise ValueError("group was given but torch.distributed is not initialised")
@@ -201,7 +216,7 @@ class LocalReducer:
     """Single-process work: the pool is all here and every exchange is the identity."""
 
     shard = None
-    group = None
+    group = LOCAL
 
     def __init__(self, n_local: int):
         self.n_total = n_local

@@ -167,7 +167,7 @@ def _select_concurrently(names, pool: PoolOutputs, k: int, labeled, seed) -> dic
         stream = torch.cuda.Stream(device=pool.device)
         stream.wait_stream(main)  # the pool's tensors are ready
         with torch.cuda.device(pool.device), torch.cuda.stream(stream):
-            idx = select(nm, pool, k, labeled=labeled, seed=seed).to(pool.device)
+            idx = select(nm, pool, k, labeled=labeled, seed=seed, group=LOCAL).to(pool.device)
             done = torch.cuda.Event()
             done.record(stream)
         return idx, done

@@ -125,3 +125,27 @@ def test_query_with_a_bad_shard_raises_on_every_rank(fitted):
     assert "NaN" in res[1]["nan_logits"] and "n_classes" in res[1]["wrong_classes"], res[1]
     for label in ("nan_logits", "wrong_classes"):
         assert res[0][label].startswith("rank(s) [1] rejected"), res[0][label]
+
+
+def _fit_worker(rank, world, lab_z, lab_e, y, n_pool):
+    torch.set_num_threads(1)
+    al = _make()  # every rank holds the whole labeled set: the search is single-process work
+    rep = al.fit(aaf.PoolOutputs(lab_z, embeddings=lab_e), y, k=K, n_pool=n_pool)
+    return rep.candidate_value, rep.weight_share, rep.value
+
+
+def test_fit_inside_a_process_group_is_the_single_process_fit(fitted):
+    """AutoAL.fit's candidates on B run with group=LOCAL: an initialised process group
+    does not shard the labeled set that every rank holds whole."""
+    _, _, (logits, mc, emb, lab_z, lab_e) = fitted
+    y = _data()[5]
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ref = _make().fit(aaf.PoolOutputs(lab_z, embeddings=lab_e), y, k=K, n_pool=len(logits))
+    finally:
+        torch.set_num_threads(saved)
+    res = run_world(_fit_worker, 2, lab_z, lab_e, y, len(logits))
+    for rank, (cv, ws, val) in enumerate(res):
+        assert cv == ref.candidate_value and val == ref.value, f"rank {rank}"
+        assert ws == pytest.approx(ref.weight_share, abs=1e-7)
