@@ -89,8 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder with the Fashion-MNIST IDX files (default /usr/share/datasets/fashion-mnist)")
     r.add_argument("--strategies", default=S, help="comma list or 'all' (default all; see `autoal-fast list`)")
     r.add_argument("--candidates", default=S, help="candidates AutoAL and ALBL choose among (default: the "
-                   "paper's seven)")
-    r.add_argument("--model", default=S, help="auto (default), mlp, cnn, resnet18")
+                   "paper's seven plus badge)")
+    r.add_argument("--model", default=S, help="auto (default), mlp, cnn, cnn1d, resnet18")
     r.add_argument("--rounds", type=int, default=S, help="query rounds (default 10)")
     r.add_argument("--initial", type=int, default=S, help="initial random labeled set (default 20)")
     r.add_argument("--budget", type=int, default=S, help="samples queried per round (default 20)")
@@ -184,7 +184,8 @@ def _list() -> int:
 
     print("datasets:   " + ", ".join(DATASETS) + ", or a path to an .npz (x_train, y_train, x_test, y_test)")
     print("strategies: " + ", ".join(strategies.names() + list(EXTRA_STRATEGIES)) + " (or 'all')")
-    print("candidates (default for autoal/albl): " + ", ".join(strategies.PAPER_CANDIDATES))
+    print("candidates (default for autoal/albl): " + ", ".join(strategies.AUTOAL_CANDIDATES)
+          + " (the paper's seven plus badge)")
     print("models:     " + ", ".join(MODELS))
     return 0
 

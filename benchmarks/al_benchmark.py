@@ -52,26 +52,28 @@ PAPER7 = ("entropy", "margin", "least_confidence", "var_ratio", "bald", "mean_st
 #: (their candidates, for albl and oracle: CANDIDATES8). Every AutoAL variant names its
 #: settings in full, so a folder never depends on AutoAL's defaults of the day.
 VARIANTS = {
-    # the first build: hardest-for-FitNet objective, uniform start, the paper's seven
-    "autoal_first_build": ("autoal", {"candidates": PAPER7, "autoal": {"objective": "max_loss"}}),
+    # the first build: hardest-for-FitNet objective, uniform start, per-sample weights, the paper's seven
+    "autoal_first_build": ("autoal", {"candidates": PAPER7, "autoal": {
+        "objective": "max_loss", "prior": None, "per_sample_weights": True}}),
     # the prior alone, frozen (no search step): what the search must beat
     "autoal_prior": ("autoal", {"autoal": {"prior": "margin+badge", "search_steps": 0}}),
-    # the literal bi-level objective from that prior
-    "autoal_value": ("autoal", {"autoal": {"objective": "value", "prior": "margin+badge"}}),
-    # the first build's objective from that prior (ablation: objective)
-    "autoal_maxloss": ("autoal", {"autoal": {"objective": "max_loss", "prior": "margin+badge"}}),
-    # the value objective from a uniform start (ablation: prior)
-    "autoal_value_uniform": ("autoal", {"autoal": {"objective": "value"}}),
-    # one weight vector for every sample instead of SearchNet's per-sample weights
+    # AutoAL's defaults: the value objective, from the margin + badge prior, one weight vector
     "autoal_value_global": ("autoal", {"autoal": {"objective": "value", "prior": "margin+badge",
                                                   "per_sample_weights": False}}),
-    "autoal_value_global_uniform": ("autoal", {"autoal": {"objective": "value", "per_sample_weights": False}}),
-    # the paper's seven as candidates (no badge: the prior is then margin alone)
+    # ablations of it, one part each
+    "autoal_value": ("autoal", {"autoal": {"objective": "value", "prior": "margin+badge",
+                                           "per_sample_weights": True}}),  # per-sample weights
+    "autoal_maxloss": ("autoal", {"autoal": {"objective": "max_loss", "prior": "margin+badge",
+                                             "per_sample_weights": True}}),  # + the first build's objective
+    "autoal_value_global_uniform": ("autoal", {"autoal": {"objective": "value", "prior": None,
+                                                          "per_sample_weights": False}}),  # no prior
+    "autoal_value_uniform": ("autoal", {"autoal": {"objective": "value", "prior": None,
+                                                   "per_sample_weights": True}}),  # neither
     "autoal_value_global_paper7": ("autoal", {"candidates": PAPER7, "autoal": {
-        "objective": "value", "prior": "margin", "per_sample_weights": False}}),
+        "objective": "value", "prior": "margin", "per_sample_weights": False}}),  # no badge
     # the nets read the task's inputs, not embeddings shaped by B's and C's labels
-    "autoal_value_inputs": ("autoal", {"autoal_features": "inputs",
-                                       "autoal": {"objective": "value", "prior": "margin+badge"}}),
+    "autoal_value_inputs": ("autoal", {"autoal_features": "inputs", "autoal": {
+        "objective": "value", "prior": "margin+badge", "per_sample_weights": True}}),
     "oracle_inputs": ("oracle", {"autoal_features": "inputs"}),
     # control: each round margin's or badge's batch by a seeded coin (a choice with no information)
     "coin_margin_badge": ("coin", {"candidates": ("margin", "badge")}),

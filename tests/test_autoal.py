@@ -7,7 +7,7 @@ from torch import nn
 
 import autoal_fast as aaf
 from autoal_fast import AutoAL, PoolOutputs, QueryResult
-from autoal_fast.strategies import PAPER_CANDIDATES, select
+from autoal_fast.strategies import AUTOAL_CANDIDATES, PAPER_CANDIDATES, select
 
 FAST = dict(pretrain_steps=30, search_steps=40)
 UNC_NO_TIES = ("entropy", "margin", "bald", "mean_std")
@@ -36,21 +36,26 @@ def test_fit_report_and_query():
     lab, y = _outputs(120), _labels(120)
     pool = _outputs(400, seed=3)
     al = AutoAL(seed=0, **FAST)
-    assert al.strategies == PAPER_CANDIDATES
+    assert al.strategies == AUTOAL_CANDIDATES == PAPER_CANDIDATES + ("badge",)
+    assert al.objective == "value" and not al.per_sample_weights
+    assert dict(zip(al.strategies, al.prior))["margin"] == pytest.approx(dict(zip(al.strategies, al.prior))["badge"])
     rep = al.fit(lab, y, k=20, n_pool=400)
-    assert rep.n_a == 60 and rep.n_b == 60 and rep.strategies == PAPER_CANDIDATES
-    for key in ("search_loss", "lift", "count_penalty", "rank_loss", "fit_loss", "grad_norm_search",
+    assert rep.n_a == 40 and rep.n_b == 40 and rep.strategies == AUTOAL_CANDIDATES  # C: the other 40
+    for key in ("search_loss", "lift", "value", "count_penalty", "rank_loss", "fit_loss", "grad_norm_search",
                 "grad_norm_loss_head", "grad_norm_fit", "soft_count", "topk_count"):
         assert len(getattr(rep, key)) == 40, key
     assert len(rep.pretrain_loss) == 30
     assert all(abs(c - rep.target_count) < 1e-3 for c in rep.topk_count)
     assert abs(sum(rep.weight_totals.values()) - rep.n_b) < 1e-3
-    assert set(rep.weight_share) == set(PAPER_CANDIDATES)
+    assert set(rep.weight_share) == set(AUTOAL_CANDIDATES) == set(rep.candidate_value)
+    first = AutoAL(seed=0, strategies=PAPER_CANDIDATES, objective="max_loss", prior=None, per_sample_weights=True,
+                   **FAST).fit(lab, y, k=20, n_pool=400)
+    assert first.n_a == 60 and first.n_b == 60 and not first.candidate_value
     res = al.query(pool, 20)
     assert isinstance(res, QueryResult)
     assert res.indices.shape == (20,) and res.indices.dtype == torch.int64
     assert len(set(res.indices.tolist())) == 20 and int(res.indices.max()) < 400
-    assert res.scores.shape == (400,) and res.weights.shape == (400, 7)
+    assert res.scores.shape == (400,) and res.weights.shape == (400, 8)
     assert torch.allclose(res.weights.sum(1), torch.ones(400), atol=1e-5)
     assert res.mc_source == "mc_logits"
     # indices are the top-k of the scores
@@ -145,8 +150,10 @@ def test_errors():
         al.fit(lab, torch.full((40,), 5))
     with pytest.raises(ValueError, match=r"labels in \[0"):
         al.fit(lab, -torch.ones(40, dtype=torch.int64))
-    with pytest.raises(ValueError, match="at least 4 samples"):
-        al.fit(_outputs(3), _labels(3))
+    with pytest.raises(ValueError, match="at least 6 samples"):  # A, B and the judge C
+        al.fit(_outputs(5), _labels(5))
+    with pytest.raises(ValueError, match="at least 4 samples"):  # the first build's halves
+        AutoAL(seed=0, objective="max_loss", **FAST).fit(_outputs(3), _labels(3))
     with pytest.raises(ValueError, match=r"shape \(40,\)"):
         al.fit(lab, y[:30])
     with pytest.raises(TypeError, match="integer class labels"):

@@ -353,6 +353,13 @@ def _state_with(**changes):
 _CUDA = torch.cuda.is_available()
 BAD += [
     ("AutoAL", "strategies None", lambda: AutoAL(strategies=None), TypeError, "strategies"),
+    ("AutoAL", "objective unknown", lambda: AutoAL(objective="hardest"), ValueError, "objective"),
+    ("AutoAL", "prior not a candidate", lambda: AutoAL(strategies=["entropy"], prior="badge"), ValueError, "prior"),
+    ("AutoAL", "prior wrong length", lambda: AutoAL(strategies=["entropy", "margin"], prior=[1.0]), ValueError,
+     "prior"),
+    ("AutoAL", "prior negative", lambda: AutoAL(strategies=["entropy", "margin"], prior=[-1, 2]), ValueError, "prior"),
+    ("AutoAL", "judge_share 0", lambda: AutoAL(judge_share=0), ValueError, "judge_share"),
+    ("AutoAL", "inner_steps 0", lambda: AutoAL(inner_steps=0), ValueError, "inner_steps"),
     ("AutoAL", "strategies ints", lambda: AutoAL(strategies=[1, 2]), ValueError, "strategies"),
     ("AutoAL", "strategies empty", lambda: AutoAL(strategies=[]), ValueError, "strategies"),
     ("AutoAL", "strategies repeated", lambda: AutoAL(strategies=["entropy", "entropy"]), ValueError, "strategies"),
@@ -498,7 +505,7 @@ def test_every_public_entry_point_is_in_the_table():
     # anything new in the public surface must be added above, and to the tables
     surface = set(aaf.__all__) - {"__version__", "QueryResult", "strategies"}
     assert surface <= {p.split(".")[0] for p in public}, surface
-    assert set(S.__all__) - {"UNCERTAINTY", "DIVERSITY", "PAPER_CANDIDATES", "names"} <= \
+    assert set(S.__all__) - {"UNCERTAINTY", "DIVERSITY", "PAPER_CANDIDATES", "AUTOAL_CANDIDATES", "names"} <= \
         {p.split(".")[1] for p in public if p.startswith("strategies.")}
     assert {m for m in dir(AutoAL) if not m.startswith("_")} - {"state_dict"} <= \
         {p.split(".")[1] for p in public if p.startswith("AutoAL.")}

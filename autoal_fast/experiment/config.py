@@ -35,7 +35,7 @@ class ExperimentConfig:
         Folder of the Fashion-MNIST IDX files (default: Debian's package folder).
     strategies : tuple of str, default=("all",)
         Names from :func:`strategy_names`; ``"all"`` means all of them.
-    candidates : tuple of str, default=the paper's seven
+    candidates : tuple of str, default=strategies.AUTOAL_CANDIDATES (the paper's seven plus badge)
         The candidate strategies AutoAL and ALBL choose among.
     model : str, default="auto"
         ``"auto"`` (MLP for flat features, small CNN for grey images, ResNet-18 for colour),
@@ -84,7 +84,7 @@ class ExperimentConfig:
     dataset: str = "digits"
     data_root: str | None = None
     strategies: tuple = ("all",)
-    candidates: tuple = _strategies.PAPER_CANDIDATES
+    candidates: tuple = _strategies.AUTOAL_CANDIDATES
     model: str = "auto"
     rounds: int = 10
     initial: int = 20

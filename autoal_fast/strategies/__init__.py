@@ -23,8 +23,11 @@ MC_BASED = ("var_ratio", "bald", "mean_std")
 NEEDS_EMBEDDINGS = ("kmeans", "coreset", "badge")
 #: The candidate set of the AutoAL paper.
 PAPER_CANDIDATES = ("entropy", "margin", "least_confidence", "var_ratio", "bald", "mean_std", "kmeans")
+#: AutoAL's default candidates: the paper's seven plus badge, so that the default prior
+#: (margin + badge, the literature's two strongest single strategies) is among them.
+AUTOAL_CANDIDATES = PAPER_CANDIDATES + ("badge",)
 
-__all__ = ["names", "score", "select", "UNCERTAINTY", "DIVERSITY", "PAPER_CANDIDATES"]
+__all__ = ["names", "score", "select", "UNCERTAINTY", "DIVERSITY", "PAPER_CANDIDATES", "AUTOAL_CANDIDATES"]
 
 
 def names() -> list[str]:
