@@ -92,6 +92,23 @@ RowFormat row_format(const py::array& x, bool bfloat16) {
       "x must be a 2-D float32 or float16 array (or bfloat16 bits with bfloat16=True)");
 }
 
+// A 2-D row array as the distance steps read it: format, shape and row stride
+// (in elements); rows may be strided, features must be contiguous.
+struct Rows {
+  RowFormat fmt;
+  int64_t n, d, ld;
+};
+
+Rows rows_of(const py::array& x, bool bfloat16) {
+  if (x.ndim() != 2) throw std::invalid_argument("x must be a 2-D array");
+  const RowFormat fmt = row_format(x, bfloat16);
+  const auto es = static_cast<py::ssize_t>(x.itemsize());
+  if (x.strides(1) != es || x.strides(0) % es != 0) {
+    throw std::invalid_argument("x must have unit stride along features");
+  }
+  return Rows{fmt, x.shape(0), x.shape(1), x.strides(0) / es};
+}
+
 template <typename T>
 void min_dist_update_typed(const void* x, int64_t ld, int64_t d, const int64_t* idx,
                            int64_t m, const float* c, float* mind, int32_t* assign,
@@ -109,14 +126,9 @@ void min_dist_update(const py::array& x, const py::object& idx_obj,
                      const py::array& c, py::array& mind, py::array& assign,
                      int32_t cid, py::object dist_out_obj, int num_threads,
                      bool bfloat16) {
-  if (x.ndim() != 2) throw std::invalid_argument("x must be a 2-D array");
-  const RowFormat fmt = row_format(x, bfloat16);
-  const auto es = static_cast<py::ssize_t>(x.itemsize());
-  if (x.strides(1) != es || x.strides(0) % es != 0) {
-    throw std::invalid_argument("x must have unit stride along features");
-  }
-  const int64_t n = x.shape(0), d = x.shape(1);
-  const int64_t ld = x.strides(0) / es;
+  const Rows rows = rows_of(x, bfloat16);
+  const RowFormat fmt = rows.fmt;
+  const int64_t n = rows.n, d = rows.d, ld = rows.ld;
   auto check_vec = [](const py::array& a, const char* name, int64_t len,
                       bool writable) {
     if (a.ndim() != 1 || a.shape(0) != len ||
@@ -185,14 +197,9 @@ void kcenter_lazy_typed(const void* x, int64_t ld, int64_t n, int64_t d, float* 
 py::tuple kcenter_lazy(const py::array& x, py::array& mind, py::array& assign,
                        int32_t cid0, int64_t k, int64_t first, int num_threads,
                        bool bfloat16) {
-  if (x.ndim() != 2) throw std::invalid_argument("x must be a 2-D array");
-  const RowFormat fmt = row_format(x, bfloat16);
-  const auto es = static_cast<py::ssize_t>(x.itemsize());
-  if (x.strides(1) != es || x.strides(0) % es != 0) {
-    throw std::invalid_argument("x must have unit stride along features");
-  }
-  const int64_t n = x.shape(0), d = x.shape(1);
-  const int64_t ld = x.strides(0) / es;
+  const Rows rows = rows_of(x, bfloat16);
+  const RowFormat fmt = rows.fmt;
+  const int64_t n = rows.n, d = rows.d, ld = rows.ld;
   if (!py::isinstance<py::array_t<float>>(mind) || mind.ndim() != 1 || mind.shape(0) != n ||
       !(mind.flags() & py::array::c_style) || !mind.writeable()) {
     throw std::invalid_argument("mind must be a writable contiguous float32 array of length n");
