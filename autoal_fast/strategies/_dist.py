@@ -271,15 +271,8 @@ def _badge_rejection(rows, k, gen, nt, shard, c, d):
             mine = None
             if owner == rank:
                 i = tree.find(local)
-                b2 = tree.get(i)
-                if seen[i] < t:
-                    dv = rows.refresh_one(i, int(seen[i]), t)
-                    refreshes += t - int(seen[i])
-                    seen[i] = t
-                    if dv < md[i]:
-                        md[i] = dv
-                    tree.set(i, float(md[i]) ** 2 if md[i] >= 0 else 0.0)
-                d2 = float(md[i]) ** 2 if md[i] >= 0 else 0.0
+                b2, d2, fresh = bm.refresh_drawn(i, tree, rows, seen, md, t)
+                refreshes += fresh
                 acc = u_acc * b2 < d2
                 if acc:
                     md[i] = -1.0

@@ -257,6 +257,25 @@ class _Uniforms:
         return float(self.buf[self.pos - 1])
 
 
+def refresh_drawn(i: int, tree, rows, seen, md, t: int) -> tuple:
+    """Bring drawn row i up to date against the centres added since it was last seen.
+
+    Returns (its stale squared bound b2, its true D^2, how many centres it was refreshed
+    against); the tree and md hold the fresh value after (0 once picked: md < 0).
+    Shared by the single-process and the sharded rejection samplers.
+    """
+    b2 = tree.get(i)
+    fresh = 0
+    if seen[i] < t:
+        dv = rows.refresh_one(i, int(seen[i]), t)
+        fresh = t - int(seen[i])
+        seen[i] = t
+        if dv < md[i]:
+            md[i] = dv
+        tree.set(i, float(md[i]) ** 2 if md[i] >= 0 else 0.0)
+    return b2, (float(md[i]) ** 2 if md[i] >= 0 else 0.0), fresh
+
+
 def _rejection_picks(rows, k: int, gen, nt: int, ext) -> torch.LongTensor:
     """BADGE picks on CPU by rejection from stale bounds (module docstring)."""
     n = rows.n
@@ -296,15 +315,8 @@ def _rejection_picks(rows, k: int, gen, nt: int, ext) -> torch.LongTensor:
                 break
             attempts += 1
             i = tree.find(uni() * total)
-            b2 = tree.get(i)
-            if seen[i] < t:
-                dv = rows.refresh_one(i, int(seen[i]), t)
-                refreshes += t - int(seen[i])
-                seen[i] = t
-                if dv < md[i]:
-                    md[i] = dv
-                tree.set(i, float(md[i]) ** 2 if md[i] >= 0 else 0.0)
-            d2 = float(md[i]) ** 2 if md[i] >= 0 else 0.0
+            b2, d2, fresh = refresh_drawn(i, tree, rows, seen, md, t)
+            refreshes += fresh
             if uni() * b2 < d2:
                 break
             rejected += 1
