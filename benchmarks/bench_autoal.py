@@ -4,6 +4,7 @@ The same inputs for both, in the same run. The pool carries a dropout classifier
 over its embeddings (MC candidates run it, the cheap way method.md describes). Two
 candidate sets: the paper's seven (with kmeans, k=1000 on the pool) and the six
 uncertainty scores alone, which separates the search's own cost from k-means'.
+"default" is AutoAL's defaults (the paper's seven plus badge, the value objective).
 Each AutoAL case records the entropy baseline's time and the ratio (the paper reports
 AutoAL at 2.95x-6.54x entropy sampling), the fit/query breakdown and peak RSS.
 """
@@ -15,7 +16,7 @@ from torch import nn
 
 import autoal_fast as aaf
 from autoal_fast import _backend
-from autoal_fast.strategies import PAPER_CANDIDATES, UNCERTAINTY, select
+from autoal_fast.strategies import AUTOAL_CANDIDATES, PAPER_CANDIDATES, UNCERTAINTY, select
 
 from conftest import peak_rss_mb
 
@@ -54,10 +55,10 @@ def test_entropy_select_50k(benchmark, data, record):
     assert idx.shape == (K,)
 
 
-@pytest.mark.parametrize("cands", ["paper7", "uncertainty6"])
+@pytest.mark.parametrize("cands", ["default", "paper7", "uncertainty6"])
 def test_autoal_fit_query_50k(benchmark, data, record, cands):
     pool, lab, yl = data
-    strategies = PAPER_CANDIDATES if cands == "paper7" else UNCERTAINTY
+    strategies = {"default": AUTOAL_CANDIDATES, "paper7": PAPER_CANDIDATES, "uncertainty6": UNCERTAINTY}[cands]
     _entropy(pool)
     t0 = time.perf_counter()
     _entropy(pool)
