@@ -177,6 +177,7 @@ def _fidelity(oracle_runs: dict) -> dict:
     return {"rounds": int(pr.size), "spearman_per_round_mean": float(pr.mean()) if pr.size else float("nan"),
             "spearman_per_round_se": float(pr.std(ddof=1) / np.sqrt(pr.size)) if pr.size > 1 else float("nan"),
             "spearman_summed": spearman([real_sum[c] for c in names], [sim_sum[c] for c in names]),
+            "simulated_summed": {c: sim_sum[c] for c in names},
             "oracle_chosen": {c: sum(rd.get("info", {}).get("chosen") == c for run in oracle_runs.values()
                                      for rd in run["rounds"]) for c in names}}
 
@@ -206,6 +207,13 @@ def summary(root: str, settings, ref: str) -> dict:
             entry["paired_vs_" + ref] = paired_differences(aubc, ref)
         fid = {lab: _fidelity(v) for lab, v in runs.items() if VARIANTS.get(lab, (lab,))[0] == "oracle"}
         fid = {lab: f for lab, f in fid.items() if f}
+        from autoal_fast.experiment.reports import spearman
+
+        for f in fid.values():  # the summed signal against the candidates' real AUBCs here
+            names = [c for c in f["simulated_summed"] if c in aubc]
+            if len(names) >= 3:
+                f["spearman_summed_vs_aubc"] = spearman([f["simulated_summed"][c] for c in names],
+                                                        [float(np.mean(list(aubc[c].values()))) for c in names])
         if fid:
             entry["fidelity"] = fid
         out[st] = entry
@@ -228,7 +236,8 @@ def markdown(summ: dict, ref: str) -> str:
         for lab, fid in e.get("fidelity", {}).items():
             lines += ["", f"Fidelity ({lab} runs, {fid['rounds']} rounds): Spearman of AutoAL's simulated candidate "
                           f"values against the real next-round accuracies, per round {fid['spearman_per_round_mean']:+.2f}"
-                          f" ± {fid['spearman_per_round_se']:.2f}, summed over rounds {fid['spearman_summed']:+.2f}."]
+                          f" ± {fid['spearman_per_round_se']:.2f}, summed over rounds {fid['spearman_summed']:+.2f}; "
+                          f"summed against the candidates' own AUBCs {fid.get('spearman_summed_vs_aubc', float('nan')):+.2f}."]
         lines.append("")
     return "\n".join(lines)
 
