@@ -74,6 +74,8 @@ VARIANTS = {
     # the nets read the task's inputs, not embeddings shaped by B's and C's labels
     "autoal_value_inputs": ("autoal", {"autoal_features": "inputs", "autoal": {
         "objective": "value", "prior": "margin+badge", "per_sample_weights": True}}),
+    "autoal_value_global_inputs": ("autoal", {"autoal_features": "inputs", "autoal": {
+        "objective": "value", "prior": "margin+badge", "per_sample_weights": False}}),
     "oracle_inputs": ("oracle", {"autoal_features": "inputs"}),
     # control: each round margin's or badge's batch by a seeded coin (a choice with no information)
     "coin_margin_badge": ("coin", {"candidates": ("margin", "badge")}),
