@@ -185,7 +185,7 @@ def _fidelity(oracle_runs: dict) -> dict:
 
 
 def summary(root: str, settings, ref: str) -> dict:
-    from autoal_fast.experiment.reports import paired_differences
+    from autoal_fast.experiment.reports import paired_differences, spearman
 
     out = {}
     for st in settings:
@@ -209,8 +209,6 @@ def summary(root: str, settings, ref: str) -> dict:
             entry["paired_vs_" + ref] = paired_differences(aubc, ref)
         fid = {lab: _fidelity(v) for lab, v in runs.items() if VARIANTS.get(lab, (lab,))[0] == "oracle"}
         fid = {lab: f for lab, f in fid.items() if f}
-        from autoal_fast.experiment.reports import spearman
-
         for f in fid.values():  # the summed signal against the candidates' real AUBCs here
             names = [c for c in f["simulated_summed"] if c in aubc]
             if len(names) >= 3:

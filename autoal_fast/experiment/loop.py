@@ -218,20 +218,28 @@ class _Data:
             raise ValueError(f"initial={cfg.initial} must be smaller than the pool ({len(ids)} samples)")
 
 
+def _round_model(cfg, ds, data, ids, seed: int, rnd: int, dev, init_state=None):
+    """Round ``rnd``'s task model trained on the pool rows ``ids`` with that round's seeds:
+    (model, training seconds, test accuracy). The loop and the oracle's foresight share it,
+    so that the oracle foresees exactly what the next round measures."""
+    _seed_all(_derive("model", seed, rnd))
+    model = build_model(cfg.model, ds.kind, ds.input_shape, ds.n_classes).to(dev)
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    t0 = time.perf_counter()
+    _train(model, data.x[ids], data.y[ids], cfg, _derive("order", seed, rnd))
+    train_s = time.perf_counter() - t0
+    return model, train_s, _accuracy(model, data.x_test, data.y_test, cfg.eval_batch)
+
+
 def _run_rounds(name, seed, cfg, ds, data, cur, dev, ck, ck_path, bar):
     """Continue one (strategy, seed) run from ``cur`` to the end; checkpoint after every round."""
     n_pool = data.x.shape[0]
     for rnd in range(cur["round"], cfg.rounds + 1):
         labeled = torch.tensor(cur["labeled"], dtype=torch.long)
         lab_dev = labeled.to(dev)
-        _seed_all(_derive("model", seed, rnd))
-        model = build_model(cfg.model, ds.kind, ds.input_shape, ds.n_classes).to(dev)
-        if cfg.warm_start and cur.get("model_state") is not None:
-            model.load_state_dict(cur["model_state"])
-        t0 = time.perf_counter()
-        _train(model, data.x[lab_dev], data.y[lab_dev], cfg, _derive("order", seed, rnd))
-        train_s = time.perf_counter() - t0
-        acc = _accuracy(model, data.x_test, data.y_test, cfg.eval_batch)
+        init = cur.get("model_state") if cfg.warm_start else None
+        model, train_s, acc = _round_model(cfg, ds, data, lab_dev, seed, rnd, dev, init)
         rec = {"round": rnd, "labeled": int(labeled.numel()), "test_acc": acc, "train_seconds": train_s,
                "query_seconds": None, "score_seconds": None, "select_seconds": None}
         mask = torch.ones(n_pool, dtype=torch.bool)
@@ -253,10 +261,7 @@ def _run_rounds(name, seed, cfg, ds, data, cur, dev, ck, ck_path, bar):
                 """Test accuracy of round rnd + 1's model with the batch p added (the same seeds)."""
                 saved = rng_state()
                 ids = torch.cat([labeled, unl[p.cpu()]]).to(dev)
-                _seed_all(_derive("model", seed, rnd + 1))
-                m = build_model(cfg.model, ds.kind, ds.input_shape, ds.n_classes).to(dev)
-                _train(m, data.x[ids], data.y[ids], cfg, _derive("order", seed, rnd + 1))
-                out = _accuracy(m, data.x_test, data.y_test, cfg.eval_batch)
+                out = _round_model(cfg, ds, data, ids, seed, rnd + 1, dev)[2]
                 set_rng_state(saved)
                 return out
 

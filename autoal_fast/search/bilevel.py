@@ -26,7 +26,8 @@ import torch.nn.functional as F
 
 from .relax import aggregate, count_penalty, ranking_loss, soft_topk
 
-__all__ = ["SearchConfig", "FitReport", "pretrain_fitnet", "alternate", "selection_value", "candidate_values"]
+__all__ = ["SearchConfig", "FitReport", "pretrain_fitnet", "alternate", "selection_value", "sample_values",
+           "relative_mean_value", "relative_selection_value", "candidate_values"]
 
 
 @dataclass
@@ -233,6 +234,23 @@ def sample_values(fitnet, x_b, y_b, x_c, y_c, chunk: int = 256) -> torch.Tensor:
     return out
 
 
+def relative_mean_value(s: torch.Tensor, v: torch.Tensor, count=None) -> torch.Tensor:
+    """First-order relative value of selection(s) ``s`` ((n,) or (n, K)) given per-sample
+    values ``v`` (n,): ``v @ s / count / |mean(v)|`` (1 = no better than uniform);
+    ``count`` defaults to ``s.sum(0)``."""
+    count = s.sum(0).clamp_min(1e-12) if count is None else count
+    return (v @ s) / (count * v.mean().abs().clamp_min(1e-12))
+
+
+def relative_selection_value(fitnet, s, x_b, y_b, x_c, y_c, inner_lr: float, inner_steps: int = 1):
+    """``selection_value`` of ``s`` over |that of a uniform selection of the same size|
+    (1 = no better than uniform); differentiable in ``s``."""
+    gain, _ = selection_value(fitnet, s, x_b, y_b, x_c, y_c, inner_lr, inner_steps)
+    u = torch.full_like(s, float(s.detach().sum()) / s.numel())
+    gain_u, _ = selection_value(fitnet, u, x_b, y_b, x_c, y_c, inner_lr, inner_steps)
+    return gain / gain_u.detach().abs().clamp_min(1e-8)
+
+
 def candidate_values(fitnet, picks_b, x_b, y_b, x_c, y_c, inner_lr: float, inner_steps: int = 1,
                      values=None) -> list:
     """``selection_value`` of each column of ``picks_b`` (n_b, K) as a hard selection,
@@ -241,16 +259,11 @@ def candidate_values(fitnet, picks_b, x_b, y_b, x_c, y_c, inner_lr: float, inner
     candidate's picks over |mean value of B|."""
     if values is not None:
         p = picks_b.to(values.dtype)
-        return ((p * values[:, None]).sum(0) / p.sum(0).clamp_min(1) / values.mean().abs().clamp_min(1e-12)).tolist()
-    out = []
+        return relative_mean_value(p, values, p.sum(0).clamp_min(1)).tolist()
     with torch.enable_grad():
-        for k in range(picks_b.shape[1]):
-            s = picks_b[:, k].to(torch.float32)
-            gain, _ = selection_value(fitnet, s, x_b, y_b, x_c, y_c, inner_lr, inner_steps)
-            u = torch.full_like(s, float(s.sum()) / s.numel())
-            gain_u, _ = selection_value(fitnet, u, x_b, y_b, x_c, y_c, inner_lr, inner_steps)
-            out.append(float(gain.detach() / gain_u.detach().abs().clamp_min(1e-8)))
-    return out
+        return [float(relative_selection_value(fitnet, picks_b[:, k].to(torch.float32), x_b, y_b, x_c, y_c,
+                                               inner_lr, inner_steps).detach())
+                for k in range(picks_b.shape[1])]
 
 
 def _prior_penalty(w: torch.Tensor, prior: torch.Tensor | None) -> torch.Tensor:
@@ -307,21 +320,13 @@ def alternate(fitnet, searchnet, opt_fit, opt_search, x_a, y_a, x_b, y_b, cand_b
         s = soft_topk(a, k_b, cfg.temperature, n_iter=cfg.soft_topk_iters)
         lift = (s * l_det).sum() / (k_b * l_det.mean().clamp_min(1e-12))
         if first_order:  # mean value of the soft selection over |mean value of the batch|
-            value = (s * vb).sum() / (k_b * vb.mean().abs().clamp_min(1e-12))
-            objective = value
+            value = objective = relative_mean_value(s, vb, k_b)
         elif value_mode:
             ic = _batch(x_c.shape[0], cfg.batch_size, gen, x_c.device)
             xc, yc = (x_c, y_c) if ic is None else (x_c[ic], y_c[ic])
-            gain, _ = selection_value(fitnet, s, xb, yb, xc, yc, cfg.inner_lr, cfg.inner_steps)
-            with torch.no_grad():  # the same update on a uniform selection of the same size
-                u = torch.full_like(s, k_b / nb)
-            with torch.enable_grad():
-                gain_u, _ = selection_value(fitnet, u, xb, yb, xc, yc, cfg.inner_lr, cfg.inner_steps)
-            value = gain / gain_u.detach().abs().clamp_min(1e-8)
-            objective = value
+            value = objective = relative_selection_value(fitnet, s, xb, yb, xc, yc, cfg.inner_lr, cfg.inner_steps)
         else:
-            value = lift.detach() * 0.0
-            objective = lift
+            value, objective = torch.zeros((), device=x_b.device), lift
         pen, soft_count = count_penalty(a, k_b, cfg.temperature)
         rank = ranking_loss(pred_loss, l_det, cfg.rank_margin)
         loss_s = -objective + cfg.count_weight * pen + cfg.rank_weight * rank
