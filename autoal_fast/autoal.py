@@ -22,7 +22,8 @@ from torch import nn
 from ._validation import (FLOAT32_MAX, check_bool, check_device, check_finite_rows, check_int, check_k,
                           is_array, native_array)
 from .pool import PoolOutputs
-from .search.bilevel import FitReport, SearchConfig, Timer, alternate, candidate_values, pretrain_fitnet
+from .search.bilevel import (FitReport, SearchConfig, Timer, alternate, candidate_values, effect_credit,
+                             pretrain_fitnet)
 from .search.candidates import Candidates, compute_candidates
 from .search.nets import FitNet, SearchNet
 from .search.relax import aggregate
@@ -257,6 +258,26 @@ class AutoAL:
         per-sample form scored 0.0075 +- 0.0020 AUBC lower (5/5 seeds); on MNIST-1D
         0.0081 +- 0.0053 higher (4/5), where an even mix of margin and badge beats both
         and the one-vector search tends to commit to one of them.
+    credit : {None, "effect"}, default=None
+        Credit from the real pool by effect (needs ``objective="value"``). With "effect",
+        ``query`` remembers which candidates picked each sample it returns, and the next
+        ``fit``, told where those samples sit in its labeled set (``new=``;
+        ``query_model`` does it itself), measures what they were worth: they join B (the
+        pool's stand-in, so FitNet and the judge C have not seen them), each one's value
+        is the alignment of its loss gradient with C's (``sample_values``), and each
+        candidate's credit is how far the mean value of the samples it had recommended
+        lies above the batch's mean, in units of the batch's spread
+        (``search.bilevel.effect_credit``), accumulated over rounds as a count-weighted mean. SearchNet's objective then gains ``credit_weight * <W,
+        credit>``: evidence from labels the task model really got, not only from the
+        simulation on B.
+    credit_weight : float, default=1.0
+        Weight of the accumulated credit in SearchNet's objective (with ``credit``).
+    explore : float, default=0.1
+        With ``credit``: the share of each query's k taken round-robin from every
+        candidate's own best-ranked samples (the last ``round(explore * k)`` indices of
+        the result), so that every candidate has samples of its own in the batch and its
+        credit does not depend only on what AutoAL's weights already favour (the
+        exploration share of a bandit such as ALBL's).
     warm_start : bool, default=True
         Carry SearchNet, its loss head and its optimiser over to the next ``fit``.
     warm_start_fitnet : bool, default=False
@@ -317,7 +338,7 @@ class AutoAL:
                  warm_start_fitnet=False, mc_head="fitnet", backbone=None, chunk_size=65536,
                  search_threads=1, compile=False, min_ratio=0.1, entropy_weight=0.1,
                  objective="value", prior="auto", judge_share=1 / 3, inner_lr=0.1, inner_steps=1,
-                 first_order=True, per_sample_weights=False):
+                 first_order=True, per_sample_weights=False, credit=None, credit_weight=1.0, explore=0.1):
         caller = "AutoAL"
         if isinstance(strategies, str):
             strategies = (strategies,)
@@ -377,6 +398,17 @@ class AutoAL:
         self.inner_steps = check_int(inner_steps, "inner_steps", caller, low=1)
         self.first_order = bool(first_order)
         self.per_sample_weights = bool(per_sample_weights)
+        if credit not in (None, "effect"):
+            raise ValueError(f"credit must be None or 'effect' ({caller}); got {credit!r}")
+        if credit is not None and objective != "value":
+            raise ValueError(f"credit='effect' needs objective='value' ({caller}): a sample's value is "
+                             f"measured against the judge set C; got objective={objective!r}")
+        self.credit = credit
+        self.credit_weight = _check_real(credit_weight, "credit_weight", caller, 0)
+        self.explore = _check_real(explore, "explore", caller, 0, 0.5)
+        self._credit_sum = [0.0] * len(strategies)  # sum over credited samples of their credit
+        self._credit_count = [0.0] * len(strategies)
+        self._pending = None  # the last query: {"ids": (k,) global indices, "picks": (k, K) bool}
         # learned state
         self.round_ = 0
         self.fitnet_ = None
@@ -396,7 +428,43 @@ class AutoAL:
             rank_mix=self.rank_mix, count_weight=self.count_weight, rank_weight=self.rank_weight,
             entropy_weight=self.entropy_weight, objective=self.objective, inner_lr=self.inner_lr,
             inner_steps=self.inner_steps, prior=self.prior, first_order=self.first_order,
+            credit=self.credit_now() if self.credit is not None else None, credit_weight=self.credit_weight,
         )
+
+    @property
+    def n_pending(self) -> int:
+        """With ``credit``: how many samples the last query returned that await their
+        credit (pass their positions as ``fit(new=...)``); 0 when none."""
+        return 0 if self._pending is None else int(self._pending["picks"].shape[0])
+
+    def credit_now(self) -> tuple:
+        """The credit accumulated so far, one float per strategy (0 where none measured)."""
+        return tuple(s / c if c > 0 else 0.0 for s, c in zip(self._credit_sum, self._credit_count))
+
+    def _new_positions(self, new, n: int, caller: str):
+        """``new`` checked against the labeled set's size and the last query: a CPU LongTensor,
+        or None when there is nothing to credit."""
+        if new is None:
+            return None
+        t = torch.as_tensor(np.asarray(new) if not isinstance(new, torch.Tensor) else new)
+        if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool or t.ndim != 1:
+            raise ValueError(f"new must be a 1-D sequence of int positions into labeled ({caller}); got "
+                             f"dtype {t.dtype}, shape {tuple(t.shape)}")
+        t = t.to(torch.int64).cpu()
+        if t.numel() and (int(t.min()) < 0 or int(t.max()) >= n):
+            raise ValueError(f"new must hold positions in [0, {n}) of labeled ({caller}); got values in "
+                             f"[{int(t.min())}, {int(t.max())}]")
+        if torch.unique(t).numel() != t.numel():
+            raise ValueError(f"new must not repeat a position ({caller})")
+        if self.credit is None or self._pending is None:
+            return None
+        k_prev = int(self._pending["picks"].shape[0])
+        if t.numel() != k_prev:
+            raise ValueError(f"new must list the {k_prev} samples the last query returned, in its order "
+                             f"({caller}); got {t.numel()} positions")
+        if n - t.numel() < 6:  # A and C come from the older labeled samples
+            return None
+        return t
 
     def _features(self, outputs: PoolOutputs, features, caller: str, name: str) -> torch.Tensor:
         if features is not None:
@@ -462,7 +530,7 @@ class AutoAL:
         return d_in, d_feat
 
     # ------------------------------------------------------------------ fit
-    def fit(self, labeled: PoolOutputs, y, *, k=None, n_pool=None, features=None) -> FitReport:
+    def fit(self, labeled: PoolOutputs, y, *, k=None, n_pool=None, features=None, new=None) -> FitReport:
         """One round's search on the labeled set.
 
         Parameters
@@ -478,6 +546,11 @@ class AutoAL:
             both, ``t = ratio`` (default 0.1).
         features : tensor of shape (n, ...), default=None
             Inputs of the user backbone, instead of the embeddings.
+        new : array-like of int, default=None
+            With ``credit="effect"``: the positions in ``labeled`` of the samples the last
+            ``query`` returned (now labelled), in the order it returned them. Their value
+            is the evidence of the credit (see ``credit``). Ignored without ``credit`` or
+            before the first query.
 
         Returns
         -------
@@ -497,6 +570,7 @@ class AutoAL:
         x = self._features(labeled, features, caller, "labeled")
         if features is None:
             _check_embeddings(x, "labeled.embeddings", caller)
+        new_pos = self._new_positions(new, n, caller)
         k = self.budget if k is None else k
         if k is not None and n_pool is not None:
             n_pool = check_int(n_pool, "n_pool", caller, low=1)
@@ -517,7 +591,9 @@ class AutoAL:
             gen = torch.Generator().manual_seed(round_seed)
             with timer("split"):
                 perm = torch.randperm(n, generator=gen)
-                if self.objective == "value":  # A trains FitNet, B plays the pool, C judges
+                if new_pos is not None:  # A and C from the older samples; last round's batch joins B
+                    ia, ib, ic = _split_with_new(perm, new_pos, n, self.judge_share)
+                elif self.objective == "value":  # A trains FitNet, B plays the pool, C judges
                     n_c = max(2, int(round(self.judge_share * n)))
                     n_a = (n - n_c) // 2
                     ia, ib, ic = perm[:n_a], perm[n_a:n - n_c], perm[n - n_c:]
@@ -545,6 +621,12 @@ class AutoAL:
             n_b = len(ib)
             k_b = int(min(max(math.ceil(ratio * n_b), 1), n_b - 1))
             report.k_b = k_b
+            if new_pos is not None:  # credit: last round's batch, by what its samples are worth
+                with timer("credit"), _threads(self.search_threads, device):
+                    self._add_credit(x_dev[new_pos.to(device)], y_dev[new_pos.to(device)], x_c, y_c, report)
+                cfg = self._config(device)
+            if self.credit is not None:
+                report.credit = dict(zip(self.strategies, self.credit_now()))
             with timer("candidates"):
                 cand = self._candidates_on_b(labeled, ia_d, ib_d, x_a, x_b, k_b, round_seed)
                 cand_in = cand.inputs().to(device)
@@ -571,6 +653,21 @@ class AutoAL:
         self.round_ += 1
         self.report_ = report
         return report
+
+    def _add_credit(self, x_new, y_new, x_c, y_c, report) -> None:
+        """Measure last query's batch (now labelled) with FitNet trained on A, judged by C,
+        and add it to the running credit."""
+        from .search.bilevel import sample_values
+
+        v = sample_values(self.fitnet_, x_new, y_new, x_c, y_c)
+        cred, counts = effect_credit(v, self._pending["picks"].to(v.device))
+        for j, (g, c) in enumerate(zip(cred.tolist(), counts.tolist())):
+            if c > 0 and math.isfinite(g):
+                self._credit_sum[j] += c * g
+                self._credit_count[j] += c
+        report.real_credit = dict(zip(self.strategies, cred.tolist()))
+        report.n_new = int(v.numel())
+        self._pending = None
 
     @torch.no_grad()
     def _candidates_on_b(self, labeled, ia, ib, x_a, x_b, k_b, seed) -> Candidates:
@@ -689,7 +786,12 @@ class AutoAL:
                 scores[sl] = aggregate(w, pc, rc, self.theta, self.rank_mix)
             red.agree(lambda: _raise_bad_features(bad, "pool.embeddings" if features is None else "features",
                                                   caller), caller)
-            idx = red.topk(scores, k)
+            m = int(round(self.explore * k)) if self.credit is not None else 0
+            idx = red.topk(scores, k - m)
+            if m:
+                idx = _explore(idx, cand.ranks, m, red)
+            if self.credit is not None:  # which candidates picked each returned sample
+                self._pending = {"ids": idx.cpu(), "picks": _picks_of(idx, cand.picks, red)}
         return QueryResult(indices=idx.to(pool.device), scores=scores, weights=weights,
                            strategies=self.strategies, mc_source=mc_source)
 
@@ -774,10 +876,27 @@ class AutoAL:
                     else int(torch.randint(0, 2**62, (1,)).item()))
 
         lab, unl = plan.run(data, sink, mc_seed, progress)
-        self.fit(lab, labels, k=k, n_pool=n_unl)
+        self.fit(lab, labels, k=k, n_pool=n_unl, new=self._new_from_ids(plan.labeled_ids))
         res = self.query(unl, k)
         self.last_query_ = res
-        return plan.global_ids(res.indices, like=unlabeled_ids)
+        out = plan.global_ids(res.indices, like=unlabeled_ids)
+        if self._pending is not None:  # the credit finds them by global id in the next labeled_ids
+            self._pending["ids"] = torch.as_tensor(np.asarray(out)).long().cpu()
+        return out
+
+    def _new_from_ids(self, labeled_ids):
+        """Positions in ``labeled_ids`` of the last query_model's picks, or None when the credit
+        is off, nothing is pending, or they are not all labelled now."""
+        if self.credit is None or self._pending is None:
+            return None
+        lab = torch.as_tensor(labeled_ids).long().cpu()
+        want = self._pending["ids"]
+        order = torch.argsort(lab)
+        pos = torch.searchsorted(lab[order], want).clamp_max(max(lab.numel() - 1, 0))
+        if lab.numel() == 0 or not bool((lab[order][pos] == want).all()):
+            self._pending = None
+            return None
+        return order[pos]
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
@@ -798,6 +917,8 @@ class AutoAL:
             "opt_search": self._opt_search.state_dict(),
             "nets": {"fit_hidden": self.fit_hidden, "search_hidden": self.search_hidden,
                      "dropout": self.dropout, "search_optimizer": self.search_optimizer},
+            "credit": {"sum": list(self._credit_sum), "count": list(self._credit_count),
+                       "pending": None if self._pending is None else dict(self._pending)},
         })
 
     def load_state_dict(self, state: dict) -> "AutoAL":
@@ -837,6 +958,16 @@ class AutoAL:
             for a, v in before.items():
                 setattr(self, a, v)
             raise
+        cr = state.get("credit")  # states saved before the credit lack it
+        K = len(self.strategies)
+        if isinstance(cr, dict) and len(cr.get("sum", ())) == K and len(cr.get("count", ())) == K:
+            self._credit_sum = [float(v) for v in cr["sum"]]
+            self._credit_count = [float(v) for v in cr["count"]]
+            pend = cr.get("pending")
+            self._pending = None if pend is None else {"ids": torch.as_tensor(pend["ids"]).long(),
+                                                      "picks": torch.as_tensor(pend["picks"]).bool()}
+        else:
+            self._credit_sum, self._credit_count, self._pending = [0.0] * K, [0.0] * K, None
         self._fitted = fitted
         self.round_ = int(state["round"])
         return self
@@ -844,6 +975,62 @@ class AutoAL:
     def __repr__(self):
         return (f"AutoAL(strategies={list(self.strategies)}, budget={self.budget}, device={self.device}, "
                 f"seed={self.seed}, round_={self.round_})")
+
+
+def _split_with_new(perm, new_pos, n: int, judge_share: float):
+    """(A, B, C) positions: A and C from the samples not in ``new_pos`` (in ``perm``'s
+    order, with the sizes of the plain split where the older samples allow: C about
+    ``judge_share * n``, A half of the rest), B the other older samples plus ``new_pos``."""
+    is_new = torch.zeros(n, dtype=torch.bool)
+    is_new[new_pos] = True
+    old = perm[~is_new[perm]]
+    n_c = max(2, int(round(judge_share * n)))
+    n_a = (n - n_c) // 2
+    if n_a + n_c > old.numel():  # scale both to the older samples, at least 2 each
+        scale = old.numel() / (n_a + n_c)
+        n_c = max(2, int(n_c * scale))
+        n_a = max(2, min(old.numel() - n_c, int(n_a * scale)))
+    ia, ic = old[:n_a], old[old.numel() - n_c:]
+    ib = torch.cat([old[n_a:old.numel() - n_c], new_pos])
+    return ia, ib, ic
+
+
+def _explore(idx, ranks, m: int, red):
+    """``idx`` (the top k - m by score) plus m more, round-robin over the candidates: each in
+    turn adds its best-ranked sample not chosen yet (rank ties to the lower index)."""
+    K = ranks.shape[1]
+    chosen = set(idx.tolist())
+    need = int(idx.numel()) + m
+    lists = [red.topk(ranks[:, j].to(torch.float32), min(need, red.n_total)).tolist() for j in range(K)]
+    ptr = [0] * K
+    extra = []
+    j = 0
+    while len(extra) < m:
+        lst = lists[j]
+        while ptr[j] < len(lst) and lst[ptr[j]] in chosen:
+            ptr[j] += 1
+        if ptr[j] < len(lst):
+            chosen.add(lst[ptr[j]])
+            extra.append(lst[ptr[j]])
+        j = (j + 1) % K
+    return torch.cat([idx.cpu(), torch.tensor(extra, dtype=torch.long)]).to(idx.device)
+
+
+def _picks_of(idx, picks, red) -> torch.Tensor:
+    """(k, K) bool: which candidates picked each of the global indices ``idx``; sharded,
+    each rank fills its own rows and one all-reduce gives every rank the whole matrix."""
+    if red.shard is None:
+        return picks[idx.to(picks.device)].bool().cpu()
+    import torch.distributed as dist
+
+    sh = red.shard
+    g = idx.cpu()
+    out = torch.zeros((g.numel(), picks.shape[1]), dtype=torch.float32)
+    mine = (g >= sh.offset) & (g < sh.offset + sh.n_local)
+    if bool(mine.any()):
+        out[mine] = picks[(g[mine] - sh.offset).to(picks.device)].float().cpu()
+    dist.all_reduce(out, group=red.group)
+    return out > 0.5
 
 
 def _check_embeddings(x: torch.Tensor, name: str, caller: str) -> None:

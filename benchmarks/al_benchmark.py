@@ -77,6 +77,13 @@ VARIANTS = {
     "autoal_value_global_inputs": ("autoal", {"autoal_features": "inputs", "autoal": {
         "objective": "value", "prior": "margin+badge", "per_sample_weights": False}}),
     "oracle_inputs": ("oracle", {"autoal_features": "inputs"}),
+    # + credit from the real pool by effect (last round's batch, now labelled), with an exploration share
+    "autoal_credit": ("autoal", {"autoal": {"objective": "value", "prior": "margin+badge",
+                                            "per_sample_weights": False, "credit": "effect",
+                                            "credit_weight": 1.0, "explore": 0.1}}),
+    "autoal_credit_noexplore": ("autoal", {"autoal": {"objective": "value", "prior": "margin+badge",
+                                                      "per_sample_weights": False, "credit": "effect",
+                                                      "credit_weight": 1.0, "explore": 0.0}}),
     # control: each round margin's or badge's batch by a seeded coin (a choice with no information)
     "coin_margin_badge": ("coin", {"candidates": ("margin", "badge")}),
 }

@@ -170,8 +170,11 @@ def query_indices(name: str, pool: PoolOutputs, k: int, *, labeled: PoolOutputs,
         al = _autoal(cfg, k, pool.device, seed)
         if state.get("autoal") is not None:
             al.load_state_dict(state["autoal"])
-        # the search selects the query's ratio k/|U|
-        rep = al.fit(labeled, labeled_y, k=k, n_pool=pool.n_samples, features=inputs[0])
+        # the search selects the query's ratio k/|U|; the labeled set ends with last round's
+        # batch in query order (the loop appends it), which the credit measures
+        kp = al.n_pending
+        new = torch.arange(labeled.n_samples - kp, labeled.n_samples) if kp else None
+        rep = al.fit(labeled, labeled_y, k=k, n_pool=pool.n_samples, features=inputs[0], new=new)
         res = al.query(pool, k, features=inputs[1])
         state["autoal"] = copy.deepcopy(al.state_dict())
         info = {}
@@ -183,6 +186,9 @@ def query_indices(name: str, pool: PoolOutputs, k: int, *, labeled: PoolOutputs,
             info["weight_share"] = {c: round(float(v), 6) for c, v in zip(cfg.candidates, w.float().mean(0))}
         if getattr(rep, "candidate_value", None):
             info["candidate_value"] = {c: round(float(v), 6) for c, v in rep.candidate_value.items()}
+        for key in ("real_credit", "credit"):
+            if getattr(rep, key, None):
+                info[key] = {c: (round(float(v), 6) if v == v else None) for c, v in getattr(rep, key).items()}
         return torch.as_tensor(res.indices).long().cpu(), info
     if name == "albl":
         from .alb import ALBL

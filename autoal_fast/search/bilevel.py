@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from .relax import aggregate, count_penalty, ranking_loss, soft_topk
 
 __all__ = ["SearchConfig", "FitReport", "pretrain_fitnet", "alternate", "selection_value", "sample_values",
-           "relative_mean_value", "relative_selection_value", "candidate_values"]
+           "relative_mean_value", "relative_selection_value", "candidate_values", "effect_credit"]
 
 
 @dataclass
@@ -60,6 +60,11 @@ class SearchConfig:
     #: entropy bonus of the first build, up to a constant).
     prior: tuple | None = None
     soft_topk_iters: int | None = None
+    #: Credit of each candidate from the real pool (K,), ``effect_credit`` accumulated
+    #: over rounds, and its weight: SearchNet's objective gains
+    #: ``credit_weight * <mean W, credit>``. None: no such term.
+    credit: tuple | None = None
+    credit_weight: float = 0.0
     #: Gradients of each net are clipped to this 2-norm (the reported norms are
     #: the ones before clipping). Without it the loss head's piecewise-linear
     #: ranking loss can feed back through the shared trunk and diverge under
@@ -95,6 +100,14 @@ class FitReport:
         Strategy name -> sum over B of its weight W_k(x) after the search (sums to |B|).
     weight_share : dict
         The same, divided by |B| (the data of the paper's figure of weights over rounds).
+    real_credit : dict
+        With ``credit="effect"`` and the newly labelled samples given to ``fit``: strategy
+        name -> ``effect_credit`` of last round's real batch (NaN for a candidate that
+        picked none of it): the evidence this round added.
+    credit : dict
+        Strategy name -> the credit accumulated over rounds that the search used.
+    n_new : int
+        Newly labelled samples the credit was measured on (0: none).
     candidate_value : dict
         With ``objective="value"``: strategy name -> the value of its own hard picks on
         B (C's loss drop after FitNet's update on them, over the drop for a uniform
@@ -122,6 +135,9 @@ class FitReport:
     weight_share: dict = field(default_factory=dict)
     candidate_value: dict = field(default_factory=dict)
     sample_values: object = None
+    real_credit: dict = field(default_factory=dict)
+    credit: dict = field(default_factory=dict)
+    n_new: int = 0
     n_a: int = 0
     n_b: int = 0
     k_b: int = 0
@@ -266,6 +282,28 @@ def candidate_values(fitnet, picks_b, x_b, y_b, x_c, y_c, inner_lr: float, inner
                 for k in range(picks_b.shape[1])]
 
 
+def effect_credit(values_new: torch.Tensor, picks_new: torch.Tensor) -> tuple:
+    """What last round's real batch says of each candidate: ``(credit, counts)``, each (K,).
+
+    ``values_new`` (m,): the per-sample value (``sample_values``) of the m samples
+    queried last round, now labelled, under a FitNet that has not trained on them;
+    ``picks_new`` (m, K) in {0, 1}: which candidates had picked each of them in that
+    query. ``credit[k] = (mean of v over k's picks - mean of v) / std(v)``: how much more
+    (or less) the samples candidate k recommended were worth than the batch's average
+    sample, in units of the batch's spread (scale-free, and bounded where a ratio to the
+    mean would not be: the mean value can be near 0); 0 when all values are equal, NaN
+    where k picked none of them. ``counts[k]``: how many of them k had picked.
+    """
+    v = values_new.to(torch.float64)
+    p = picks_new.to(torch.float64)
+    counts = p.sum(0)
+    sd = v.std(unbiased=False) if v.numel() > 1 else v.new_zeros(())
+    mean_k = (v @ p) / counts.clamp_min(1)
+    z = (mean_k - v.mean()) / sd if float(sd) > 0 else torch.zeros_like(mean_k)
+    out = torch.where(counts > 0, z, torch.full_like(z, float("nan")))
+    return out.to(values_new.dtype), counts.to(values_new.dtype)
+
+
 def _prior_penalty(w: torch.Tensor, prior: torch.Tensor | None) -> torch.Tensor:
     """mean_x KL(W(x) || prior); with a uniform prior, minus the mean entropy (+ const)."""
     wl = w * torch.log(w.clamp_min(1e-12))
@@ -290,6 +328,8 @@ def alternate(fitnet, searchnet, opt_fit, opt_search, x_a, y_a, x_b, y_b, cand_b
     if value_mode and x_c is None:
         raise ValueError("objective='value' needs the judge set x_c, y_c")
     prior = None if cfg.prior is None else torch.as_tensor(cfg.prior, dtype=torch.float32, device=x_b.device)
+    credit = None if cfg.credit is None or not cfg.credit_weight else \
+        torch.as_tensor(cfg.credit, dtype=torch.float32, device=x_b.device)
     search_params = searchnet.search_parameters()
     head_params = list(searchnet.loss_head.parameters())
     fit_params = list(fitnet.parameters())
@@ -330,6 +370,8 @@ def alternate(fitnet, searchnet, opt_fit, opt_search, x_a, y_a, x_b, y_b, cand_b
         pen, soft_count = count_penalty(a, k_b, cfg.temperature)
         rank = ranking_loss(pred_loss, l_det, cfg.rank_margin)
         loss_s = -objective + cfg.count_weight * pen + cfg.rank_weight * rank
+        if credit is not None:  # the real pool's evidence on the candidates, over the rounds
+            loss_s = loss_s - cfg.credit_weight * (w.mean(0) * credit).sum()
         if cfg.entropy_weight:
             # KL(W(x) || prior): keeps the weights from collapsing on one strategy
             # without evidence (with no prior: the entropy bonus)
