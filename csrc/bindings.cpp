@@ -226,6 +226,88 @@ py::tuple kcenter_lazy(const py::array& x, py::array& mind, py::array& assign,
   return py::make_tuple(picks, py::make_tuple(stats[0], stats[1]));
 }
 
+
+template <typename T>
+void nearest_pruned_typed(const void* x, int64_t ld, int64_t m, int64_t d, const float* lab,
+                          const int64_t* lab_id, const int64_t* start, int64_t groups,
+                          const float* dots, const double* anchor_sq, const double* radius,
+                          double unit, float* mind, int32_t* assign, int64_t* visited,
+                          int num_threads) {
+  py::gil_scoped_release release;
+  autoal_fast::nearest_labeled_pruned(static_cast<const T*>(x), ld, m, d, lab, lab_id, start,
+                                      groups, dots, anchor_sq, radius, unit, mind, assign,
+                                      visited, num_threads);
+}
+
+template <typename A>
+const A* checked_c_array(const py::array& a, const char* name, int ndim, const int64_t* shape,
+                         bool writable = false) {
+  if (!py::isinstance<py::array_t<A>>(a) || a.ndim() != ndim || !(a.flags() & py::array::c_style) ||
+      (writable && !a.writeable())) {
+    throw std::invalid_argument(std::string(name) + " must be a " +
+                                (writable ? "writable " : "") + "contiguous " +
+                                std::to_string(ndim) + "-D " + py::str(py::dtype::of<A>()).cast<std::string>() +
+                                " array");
+  }
+  for (int k = 0; k < ndim; ++k) {
+    if (a.shape(k) != shape[k]) {
+      throw std::invalid_argument(std::string(name) + " has the wrong shape along axis " +
+                                  std::to_string(k) + ": " + std::to_string(a.shape(k)) +
+                                  ", expected " + std::to_string(shape[k]));
+    }
+  }
+  return static_cast<const A*>(a.data());
+}
+
+// x as for min_dist_update (m pool rows); lab float32 (nl, d) ordered by group;
+// lab_id int64 (nl,); start int64 (G + 1,), start[0] = 0, non-decreasing,
+// start[G] = nl; dots float32 (m, G); anchor_sq, radius float64 (G,); mind
+// float32 (m,) and assign int32 (m,) written. Returns the member distances
+// computed.
+int64_t nearest_labeled_pruned(const py::array& x, const py::array& lab, const py::array& lab_id,
+                               const py::array& start, const py::array& dots,
+                               const py::array& anchor_sq, const py::array& radius, double unit,
+                               py::array& mind, py::array& assign, int num_threads,
+                               bool bfloat16) {
+  const Rows rows = rows_of(x, bfloat16);
+  const int64_t m = rows.n, d = rows.d;
+  if (lab.ndim() != 2) throw std::invalid_argument("lab must be a 2-D float32 array");
+  const int64_t nl = lab.shape(0);
+  if (start.ndim() != 1 || start.shape(0) < 2) {
+    throw std::invalid_argument("start must be a 1-D int64 array of length G + 1 >= 2");
+  }
+  const int64_t groups = start.shape(0) - 1;
+  const int64_t s_lab[2] = {nl, d}, s_id[1] = {nl}, s_start[1] = {groups + 1},
+                s_dots[2] = {m, groups}, s_g[1] = {groups}, s_m[1] = {m};
+  const float* lp = checked_c_array<float>(lab, "lab", 2, s_lab);
+  const int64_t* ip = checked_c_array<int64_t>(lab_id, "lab_id", 1, s_id);
+  const int64_t* sp = checked_c_array<int64_t>(start, "start", 1, s_start);
+  const float* dp = checked_c_array<float>(dots, "dots", 2, s_dots);
+  const double* ap = checked_c_array<double>(anchor_sq, "anchor_sq", 1, s_g);
+  const double* rp = checked_c_array<double>(radius, "radius", 1, s_g);
+  checked_c_array<float>(mind, "mind", 1, s_m, true);
+  checked_c_array<int32_t>(assign, "assign", 1, s_m, true);
+  if (sp[0] != 0 || sp[groups] != nl) throw std::invalid_argument("start must run from 0 to nl");
+  for (int64_t g = 0; g < groups; ++g) {
+    if (sp[g + 1] <= sp[g]) throw std::invalid_argument("start must be strictly increasing (no empty group)");
+    if (!(rp[g] >= 0.0) || !(ap[g] >= 0.0)) {
+      throw std::invalid_argument("radius and anchor_sq must be >= 0");
+    }
+  }
+  for (int64_t r = 0; r < nl; ++r) {
+    if (ip[r] < 0 || ip[r] > INT32_MAX) throw std::invalid_argument("lab_id must be in [0, 2^31)");
+  }
+  if (!(unit > 0.0 && unit < 1e-2)) throw std::invalid_argument("unit must be in (0, 0.01)");
+  int64_t visited = 0;
+  auto* run = rows.fmt == RowFormat::f32   ? &nearest_pruned_typed<float>
+              : rows.fmt == RowFormat::f16 ? &nearest_pruned_typed<autoal_fast::Half>
+                                           : &nearest_pruned_typed<autoal_fast::BFloat16>;
+  run(x.data(), rows.ld, m, d, lp, ip, sp, groups, dp, ap, rp, unit,
+      static_cast<float*>(mind.mutable_data()), static_cast<int32_t*>(assign.mutable_data()),
+      &visited, num_threads);
+  return visited;
+}
+
 // Row-strided float32 matrix view: unit stride along the last axis.
 struct F32Rows {
   const float* data;
@@ -350,6 +432,19 @@ PYBIND11_MODULE(_C, m) {
         "0. Distances are min_dist_update's, bit for bit. mind/assign are\n"
         "scratch (left stale). Returns (picks int64 (k,), (refreshes, pops));\n"
         "a pick is -1 when fewer than k rows could be picked.");
+  m.def("nearest_labeled_pruned", &nearest_labeled_pruned, py::arg("x"), py::arg("lab"),
+        py::arg("lab_id"), py::arg("start"), py::arg("dots"), py::arg("anchor_sq"),
+        py::arg("radius"), py::arg("unit"), py::arg("mind"), py::arg("assign"),
+        py::arg("num_threads") = 0, py::arg("bfloat16") = false,
+        "Exact nearest labeled row of each row of x, pruned by anchor groups:\n"
+        "lab rows ordered by group (start), dots = x @ anchors.T from a float32\n"
+        "matmul with unit roundoff `unit`, radius[g] >= every member's distance\n"
+        "to its anchor. A group is skipped only when the triangle inequality\n"
+        "(with every rounding error bounded) puts all its members farther than\n"
+        "the best found; the winner has the smallest float64 difference-form\n"
+        "distance, ties to the lower lab_id. Writes mind (float32 of the\n"
+        "float64 distance) and assign (lab_id); returns the member distances\n"
+        "computed.");
   m.attr("min_dist_row_types") = py::make_tuple("float32", "float16", "bfloat16");
   m.def("uncertainty_logits", &uncertainty_logits, py::arg("logits"),
         py::arg("entropy"), py::arg("margin"), py::arg("least_confidence"),

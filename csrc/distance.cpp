@@ -5,6 +5,7 @@
 #include <vector>
 #include <cmath>
 #include <cstring>
+#include <utility>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -208,6 +209,148 @@ void kcenter_lazy(const T* x, int64_t ld, int64_t n, int64_t d, float* mind,
   }
 }
 
+
+namespace {
+
+// Squared distance in float64, difference form (each element widened exactly).
+template <typename T>
+inline double sq_dist64(const T* __restrict a, const float* __restrict c, int64_t d) {
+  double acc[4] = {0.0, 0.0, 0.0, 0.0};
+  int64_t j = 0;
+  for (; j + 4 <= d; j += 4) {
+    for (int l = 0; l < 4; ++l) {
+      const double t = double(widen(a[j + l])) - double(c[j + l]);
+      acc[l] += t * t;
+    }
+  }
+  for (; j < d; ++j) {
+    const double t = double(widen(a[j])) - double(c[j]);
+    acc[0] += t * t;
+  }
+  return (acc[0] + acc[2]) + (acc[1] + acc[3]);
+}
+
+template <typename T>
+inline double sq_norm64(const T* __restrict a, int64_t d) {
+  double acc[4] = {0.0, 0.0, 0.0, 0.0};
+  int64_t j = 0;
+  for (; j + 4 <= d; j += 4) {
+    for (int l = 0; l < 4; ++l) {
+      const double t = double(widen(a[j + l]));
+      acc[l] += t * t;
+    }
+  }
+  for (; j < d; ++j) {
+    const double t = double(widen(a[j]));
+    acc[0] += t * t;
+  }
+  return (acc[0] + acc[2]) + (acc[1] + acc[3]);
+}
+
+struct GroupKey {
+  double key;  // lower bound on the distance of any member
+  int64_t g;
+};
+
+}  // namespace
+
+template <typename T>
+void nearest_labeled_pruned(const T* x, int64_t ld, int64_t m, int64_t d,
+                            const float* lab, const int64_t* lab_id,
+                            const int64_t* start, int64_t groups,
+                            const float* dots, const double* anchor_sq,
+                            const double* radius, double unit, float* mind,
+                            int32_t* assign, int64_t* visited, int num_threads) {
+  const double dd = static_cast<double>(d);
+  // float32 matmul dot: |error| <= gamma_{d+2} ||x|| ||a|| (any summation order)
+  const double gamma = (dd + 2.0) * unit / (1.0 - (dd + 2.0) * unit);
+  // float32 difference form (sum of d non-negative terms): relative error
+  // <= gamma_{d+4} with u = 2^-24, plus an absolute term for subnormals
+  // flushed to zero
+  const double u32 = std::ldexp(1.0, -24);
+  const double rel32 = (dd + 4.0) * u32 / (1.0 - (dd + 4.0) * u32);
+  const double abs32 = (dd + 4.0) * std::ldexp(1.0, -125);
+  const double rel64 = 4.0 * (dd + 2.0) * std::ldexp(1.0, -53);  // float64 norms and sums
+  const double abs_mm = 4.0 * (dd + 2.0) * std::ldexp(1.0, -125);  // flushed products
+  const int64_t nl = start[groups];
+  std::vector<double> anorm(static_cast<size_t>(groups));
+  for (int64_t g = 0; g < groups; ++g) anorm[g] = std::sqrt(anchor_sq[g]);
+  int64_t total = 0;
+  const int nt = threads_for(num_threads, m * d * 16, int64_t(1) << 15);
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt) reduction(+ : total)
+#endif
+  {
+    std::vector<GroupKey> keys(static_cast<size_t>(groups));
+    std::vector<GroupKey> live;
+    live.reserve(static_cast<size_t>(groups));
+    std::vector<std::pair<float, int64_t>> seen;  // (float32 d^2, lab row)
+    seen.reserve(static_cast<size_t>(std::min<int64_t>(nl, 4096)));
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 64)
+#endif
+    for (int64_t i = 0; i < m; ++i) {
+      const T* row = x + i * ld;
+      const float* dot = dots + i * groups;
+      const double xn2 = sq_norm64(row, d);
+      const double xn = std::sqrt(xn2);
+      int64_t gmin = 0;
+      for (int64_t g = 0; g < groups; ++g) {
+        const double s = xn2 + anchor_sq[g] - 2.0 * double(dot[g]);
+        const double err = 2.0 * gamma * xn * anorm[g] + rel64 * (xn2 + anchor_sq[g]) + abs_mm;
+        const double lo2 = s - err;
+        const double lo = lo2 > 0.0 ? std::sqrt(lo2) * (1.0 - 1e-12) : 0.0;
+        keys[g] = {lo - radius[g], g};
+        if (keys[g].key < keys[gmin].key) gmin = g;
+      }
+      float best = INFINITY;
+      seen.clear();
+      auto visit = [&](int64_t g) {
+        for (int64_t r = start[g]; r < start[g + 1]; ++r) {
+          const float v = sq_dist(row, lab + r * d, d);
+          seen.emplace_back(v, r);
+          if (v < best) best = v;
+        }
+      };
+      // an upper bound on the true distance of the best member so far
+      auto upper = [&]() {
+        return std::sqrt(double(best) * (1.0 + rel32) + abs32) * (1.0 + 1e-12);
+      };
+      visit(gmin);
+      double ub = upper();
+      live.clear();
+      for (int64_t g = 0; g < groups; ++g) {
+        if (g != gmin && !(keys[g].key > ub)) live.push_back(keys[g]);
+      }
+      std::sort(live.begin(), live.end(), [](const GroupKey& a, const GroupKey& b) {
+        return a.key < b.key || (a.key == b.key && a.g < b.g);
+      });
+      for (const GroupKey& gk : live) {
+        if (gk.key > ub) break;  // sorted: every later group is skipped too
+        visit(gk.g);
+        ub = upper();
+      }
+      total += static_cast<int64_t>(seen.size());
+      // every member that may be the nearest once rounding is undone
+      const double cut = (double(best) * (1.0 + rel32) + abs32) / (1.0 - rel32) + abs32;
+      double b64 = INFINITY;
+      int64_t who = -1;
+      for (const auto& sv : seen) {
+        if (!(double(sv.first) <= cut)) continue;
+        const double v = sq_dist64(row, lab + sv.second * d, d);
+        const int64_t id = lab_id[sv.second];
+        if (v < b64 || (v == b64 && id < who) || who < 0) {
+          b64 = v;
+          who = id;
+        }
+      }
+      mind[i] = static_cast<float>(std::sqrt(b64));
+      assign[i] = static_cast<int32_t>(who);
+    }
+  }
+  if (visited) visited[0] += total;
+}
+
 #define AUTOAL_FAST_MIN_DIST_UPDATE(T)                                        \
   template void min_dist_update<T>(const T*, int64_t, int64_t, const int64_t*, \
                                    int64_t, const float*, float*, int32_t*,   \
@@ -224,5 +367,15 @@ AUTOAL_FAST_KCENTER_LAZY(float)
 AUTOAL_FAST_KCENTER_LAZY(Half)
 AUTOAL_FAST_KCENTER_LAZY(BFloat16)
 #undef AUTOAL_FAST_KCENTER_LAZY
+
+#define AUTOAL_FAST_NEAREST_PRUNED(T)                                                    \
+  template void nearest_labeled_pruned<T>(const T*, int64_t, int64_t, int64_t, const float*, \
+                                          const int64_t*, const int64_t*, int64_t,            \
+                                          const float*, const double*, const double*, double, \
+                                          float*, int32_t*, int64_t*, int);
+AUTOAL_FAST_NEAREST_PRUNED(float)
+AUTOAL_FAST_NEAREST_PRUNED(Half)
+AUTOAL_FAST_NEAREST_PRUNED(BFloat16)
+#undef AUTOAL_FAST_NEAREST_PRUNED
 
 }  // namespace autoal_fast

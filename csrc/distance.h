@@ -52,4 +52,31 @@ void kcenter_lazy(const T* x, int64_t ld, int64_t n, int64_t d, float* mind,
                   int32_t* assign, int32_t cid0, int64_t k, int64_t first,
                   int64_t* picks, int64_t* stats, int num_threads);
 
+
+// Exact nearest labeled row of each pool row, pruned by anchor groups (CPU).
+//
+// The labeled rows lab (nl x d float32, row-major) are ordered by group:
+// group g holds rows [start[g], start[g + 1]) and has anchor a_g with
+// ||a_g||^2 = anchor_sq[g] (float64) and radius[g] >= the distance of every
+// member to a_g. For pool row i (of m rows, x + i * ld), dots[i * G + g] is
+// x_i . a_g as a float32 matmul computed it (any summation order): with unit
+// roundoff `unit`, |error| <= (d + 2) * unit * ||x_i|| ||a_g||.
+// From it a lower bound on d(x_i, a_g) is formed in float64 (error removed);
+// groups are visited in increasing (bound - radius) and a group is skipped
+// when d(x_i, a_g) - r_g exceeds the best member distance found so far (an
+// upper bound, float32 difference form inflated by its rounding error): no
+// skipped member can be as near as the nearest. Members are measured in
+// float32 difference form; those that could be the nearest after rounding
+// are measured again in float64 (difference form) and the smallest float64
+// squared distance wins, ties to the lower lab_id. Writes
+// mind[i] = float32(sqrt(that float64)) and assign[i] = its lab_id.
+// visited (may be nullptr): [0] += member distances computed.
+template <typename T>
+void nearest_labeled_pruned(const T* x, int64_t ld, int64_t m, int64_t d,
+                            const float* lab, const int64_t* lab_id,
+                            const int64_t* start, int64_t groups,
+                            const float* dots, const double* anchor_sq,
+                            const double* radius, double unit, float* mind,
+                            int32_t* assign, int64_t* visited, int num_threads);
+
 }  // namespace autoal_fast

@@ -38,6 +38,7 @@ A Core-Set Approach." ICLR 2018.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .. import _backend
@@ -69,43 +70,208 @@ def _nearest_to_mean(x: torch.Tensor) -> int:
     return best_i
 
 
+def matmul_unit_roundoff() -> float:
+    """Unit roundoff of torch's float32 matmuls under the current precision
+    setting (``torch.get_float32_matmul_precision``): 2^-24 for 'highest', the
+    TF32 / bfloat16 mantissa for 'high' / 'medium'."""
+    return {"highest": 2.0 ** -24, "high": 2.0 ** -11}.get(torch.get_float32_matmul_precision(), 2.0 ** -8)
+
+
+def _chunk_winners(xp, cent, d2s, xn, cmax, cnmax, gamma, unit):
+    """Exact nearest column of each row of one matmul block: (float64 squared
+    distance, column). d2s (rows, m) holds ||c||^2 - 2 x.c from a float32 matmul;
+    its error is at most ``e`` per entry, so every column within 2e of the row's
+    smallest value may be the nearest: rows with more than one such column are
+    settled in float64 difference form (ties to the lower column)."""
+    v, arg = d2s.min(1)
+    e = 1.05 * (2.0 * gamma * xn * cmax + 2.0 * gamma * cnmax) + 8.0 * unit * v.abs() + 1e-30
+    cut = v + 2.0 * e
+    if d2s.shape[1] > 1:
+        d2s.scatter_(1, arg[:, None], float("inf"))
+        multi = torch.nonzero(d2s.min(1).values <= cut).view(-1)
+        if multi.numel():
+            mask = d2s[multi] <= cut[multi, None]
+            mask[torch.arange(multi.numel()), arg[multi]] = True
+            r, c = torch.nonzero(mask, as_tuple=True)
+            dd = (xp[multi[r]].to(torch.float64) - cent[c].to(torch.float64)).pow_(2).sum(1)
+            # per row: smallest float64 distance, then the lowest column
+            o = torch.argsort(c, stable=True)
+            o = o[torch.argsort(dd[o], stable=True)]
+            o = o[torch.argsort(r[o], stable=True)]
+            first = torch.ones(o.numel(), dtype=torch.bool)
+            first[1:] = r[o][1:] != r[o][:-1]
+            arg[multi[r[o][first]]] = c[o][first]
+    d64 = (xp.to(torch.float64) - cent[arg].to(torch.float64)).pow_(2).sum(1)
+    return d64, arg
+
+
 def nearest_centres(x: torch.Tensor, centres: torch.Tensor):
     """(mind, assign): exact distance to, and id of, the nearest row of ``centres``.
 
     x (n, d) any float dtype (possibly memmap-backed), centres (m, d) float32 on
-    x's device. The argmin comes from chunked matmuls; the distance to the
-    winner is recomputed in difference form (no cancellation) in float64 and
-    rounded once to float32.
+    x's device, m >= 1. The plain reference of the labeled init: every pair
+    through chunked ``||c||^2 - 2 x.c`` float32 matmuls. Their rounding error is
+    bounded (``matmul_unit_roundoff``), so the rows where a second centre comes
+    within that error of the smallest value are settled in float64 difference
+    form. The nearest is the centre with the smallest float64 difference-form
+    squared distance, ties to the lower index; mind is its square root, rounded
+    once to float32 (torch's float32 sqrt is not always correctly rounded on
+    CPU, which would break exact ties the pool steps keep).
     """
     n, d = x.shape
     m = centres.shape[0]
-    cn = centres.pow(2).sum(1)
+    cn = centres.to(torch.float64).pow(2).sum(1)
+    cnmax = float(cn.max()) if m else 0.0
+    cmax = cnmax ** 0.5 * (1.0 + 1e-6)
+    cn = cn.to(torch.float32)
+    unit = matmul_unit_roundoff()
+    gamma = (d + 2) * unit / max(1e-12, 1.0 - (d + 2) * unit)
     cchunk = min(m, 4096)
-    rows = rows_per_chunk(4 * (5 * d + cchunk))
+    rows = rows_per_chunk(4 * (5 * d + 2 * cchunk))
     mind = torch.empty(n, dtype=torch.float32, device=x.device)
     assign = torch.empty(n, dtype=torch.int32, device=x.device)
     for lo in range(0, n, rows):
         xp = x[lo:lo + rows].to(torch.float32)
-        # argmin over centres of ||c||^2 - 2 x.c (||x||^2 is the same for the whole row)
-        if m <= cchunk:
-            barg = torch.addmm(cn[None, :], xp, centres.T, alpha=-2.0).argmin(1)
-        else:
-            best = torch.full((xp.shape[0],), float("inf"), device=x.device)
-            barg = torch.zeros(xp.shape[0], dtype=torch.long, device=x.device)
-            for a in range(0, m, cchunk):
-                d2 = torch.addmm(cn[None, a:a + cchunk], xp, centres[a:a + cchunk].T, alpha=-2.0)
-                v, i = d2.min(1)
-                better = v < best
-                best = torch.where(better, v, best)
-                barg = torch.where(better, i + a, barg)
-        # float64, then one rounding: torch's float32 sqrt is not always correctly
-        # rounded on CPU, which would break exact ties the pool steps keep
-        diff = xp.to(torch.float64) - centres[barg].to(torch.float64)
-        mind[lo:lo + rows] = diff.pow_(2).sum(1).sqrt_().to(torch.float32)
-        del diff
+        xn = torch.linalg.vector_norm(xp, dim=1) * (1.0 + 1e-5)
+        best, barg = None, None
+        for a in range(0, m, cchunk):
+            cent = centres[a:a + cchunk]
+            d2s = torch.addmm(cn[None, a:a + cchunk], xp, cent.T, alpha=-2.0)
+            d64, arg = _chunk_winners(xp, cent, d2s, xn, cmax, cnmax, gamma, unit)
+            del d2s
+            if best is None:
+                best, barg = d64, arg
+            else:  # strictly better only: ties stay with the lower chunk
+                better = d64 < best
+                best = torch.where(better, d64, best)
+                barg = torch.where(better, arg + a, barg)
+        mind[lo:lo + rows] = best.sqrt_().to(torch.float32)
         assign[lo:lo + rows] = barg.to(torch.int32)
     return mind, assign
 
+
+#: The pruned labeled init is tried from this many labeled rows (fewer: the plain matmul init).
+PRUNED_INIT_MIN_LABELED = 256
+#: Pool rows of the probe that decides between the pruned and the plain init.
+PROBE_ROWS = 256
+#: Cost of one member distance of the pruned init (C++, float32 difference form) in units of one
+#: row-centre pair of the plain init's BLAS matmul (measured on this 2-core machine: ~2.5).
+MEMBER_COST = 2.5
+#: The pruned init is used when its estimated cost is below this share of the plain init's.
+PRUNED_MAX_SHARE = 0.6
+#: Counters of the last nearest_labeled call.
+last_init_stats: dict = {}
+
+
+def n_anchor_groups(m: int) -> int:
+    """Anchor groups of the pruned init for m labeled rows: 4 sqrt(m), within [1, m]."""
+    return max(1, min(m, int(round(4.0 * m ** 0.5))))
+
+
+def anchor_groups(lab: torch.Tensor, groups: int, ext, threads: int = 1):
+    """Groups of the labeled rows for the pruned init: anchors by farthest-first
+    traversal (from row 0), every row in the group of its nearest anchor.
+
+    Returns (order, start, anchors, anchor_sq, radius): the rows of group g are
+    ``lab[order[start[g]:start[g + 1]]]`` (no empty group), anchors (G, d)
+    float32, anchor_sq float64 (their exact squared norms) and radius float64,
+    an upper bound on each member's distance to its anchor. Stops early once
+    every row sits on an anchor (duplicate rows).
+    """
+    m, d = lab.shape
+    ln = lab.numpy()
+    mind = np.full(m, np.inf, np.float32)
+    near = np.zeros(m, np.int32)
+    picks = []
+    i = 0
+    for g in range(groups):
+        picks.append(i)
+        ext.min_dist_update(ln, None, ln[i], mind, near, g, None, threads)
+        i = int(np.argmax(mind))
+        if not mind[i] > 0.0:
+            break
+    anchors = lab[picks]
+    near_t = torch.from_numpy(near).long()
+    # upper bound on each member's distance to its anchor: float64 difference form, inflated
+    r = (lab.to(torch.float64) - anchors[near_t].to(torch.float64)).pow_(2).sum(1).sqrt_()
+    radius = torch.zeros(len(picks), dtype=torch.float64).scatter_reduce_(0, near_t, r, "amax")
+    radius = radius * (1.0 + 1e-9) + 1e-30
+    order = torch.argsort(near_t, stable=True)
+    counts = torch.bincount(near_t, minlength=len(picks))
+    start = torch.zeros(len(picks) + 1, dtype=torch.int64)
+    start[1:] = torch.cumsum(counts, 0)
+    return order, start, anchors, anchors.to(torch.float64).pow(2).sum(1), radius
+
+
+def nearest_labeled(x: torch.Tensor, lab: torch.Tensor, prune: str = "auto"):
+    """(mind, assign) of every pool row to its nearest labeled row: equal to
+    ``nearest_centres(x, lab)`` (the same float64 winner rule), pruned by the
+    triangle inequality where the data allows it.
+
+    x (n, d) CPU pool rows the C++ step reads (float32 / float16 / bfloat16,
+    unit feature stride; otherwise, or without the extension, the plain
+    ``nearest_centres``), lab (m, d) float32 CPU, contiguous. m == 0 gives
+    mind +inf and assign -1.
+
+    The labeled rows fall into G = ``n_anchor_groups(m)`` groups around anchors
+    (``anchor_groups``); the anchor distances of a row block come from one BLAS
+    matmul (n x G); C++ (``_C.nearest_labeled_pruned``) then visits the groups
+    nearest-first and skips a group when d(x, anchor) - radius exceeds the best
+    distance so far, every float32 rounding error bounded so that no skipped
+    member can be the nearest. prune: 'auto' (a probe of ``PROBE_ROWS`` rows
+    measures how many labeled rows survive the bounds; when the estimated cost
+    is above ``PRUNED_MAX_SHARE`` of the plain init's, e.g. isotropic
+    high-dimensional data, the plain init runs), 'always', 'never'.
+    """
+    n, d = x.shape
+    lab = lab.to(device="cpu", dtype=torch.float32).contiguous()
+    m = lab.shape[0]
+    last_init_stats.clear()
+    if m == 0:
+        return (torch.full((n,), float("inf"), dtype=torch.float32),
+                torch.full((n,), -1, dtype=torch.int32))
+    ext = _greedy.load_ext()
+    rows = cpp_rows(x, ext)
+    unit = matmul_unit_roundoff()
+    usable = (rows is not None and hasattr(ext, "nearest_labeled_pruned") and n > 0
+              and (d + 2) * unit < 0.1 and prune != "never")
+    if not usable or (prune == "auto" and m < PRUNED_INIT_MIN_LABELED):
+        last_init_stats.update(path="plain", n=n, m=m)
+        return nearest_centres(x, lab)
+    xn, bf16 = rows
+    nt = torch.get_num_threads()
+    groups = n_anchor_groups(m)
+    order, start, anchors, anchor_sq, radius = anchor_groups(lab, groups, ext, nt)
+    g = anchors.shape[0]
+    lab_g = lab[order].contiguous()
+    args = (lab_g.numpy(), order.numpy(), start.numpy())
+    aT = anchors.T.contiguous()
+
+    def run(xpart, xnp, out_m, out_a):
+        dots = torch.mm(xpart.to(torch.float32), aT)
+        return ext.nearest_labeled_pruned(xnp, *args, dots.numpy(), anchor_sq.numpy(), radius.numpy(),
+                                          unit, out_m.numpy(), out_a.numpy(), nt, bfloat16=bf16)
+
+    if prune == "auto":
+        probe = torch.linspace(0, n - 1, min(n, PROBE_ROWS)).long().unique()
+        xs = x[probe].contiguous()
+        sm = torch.empty(len(probe), dtype=torch.float32)
+        sa = torch.empty(len(probe), dtype=torch.int32)
+        per_row = run(xs, cpp_rows(xs, ext)[0], sm, sa) / len(probe)
+        share = (g + MEMBER_COST * per_row) / m
+        if share > PRUNED_MAX_SHARE:
+            last_init_stats.update(path="plain", n=n, m=m, groups=g, probe_members_per_row=per_row,
+                                   est_share=share)
+            return nearest_centres(x, lab)
+    mind = torch.empty(n, dtype=torch.float32)
+    assign = torch.empty(n, dtype=torch.int32)
+    visited = 0
+    step = min(8192, rows_per_chunk(4 * (d + g)))
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        visited += run(x[lo:hi], xn[lo:hi], mind[lo:hi], assign[lo:hi])
+    last_init_stats.update(path="pruned", n=n, m=m, groups=g, members_per_row=visited / n)
+    return mind, assign
 
 
 def greedy_setup(x: torch.Tensor, k: int, labeled):
@@ -158,7 +324,7 @@ def _lazy_picks(x: torch.Tensor, k: int, labeled):
         step = rows_per_chunk(4 * d)
         for lo in range(0, nl, step):
             lab[lo:lo + step] = labeled.embeddings[lo:lo + step].to(device="cpu", dtype=torch.float32)
-        mind, assign = nearest_centres(x, lab)  # chunked BLAS matmuls under torch's threads
+        mind, assign = nearest_labeled(x, lab)  # pruned where the data allows, else plain
         first = -1
     else:
         mind = torch.full((n,), float("inf"), dtype=torch.float32)
