@@ -441,3 +441,172 @@ def test_labeled_validation():
         select("coreset", pool_of(x), 3, labeled=pool_of(torch.randn(5, 3)))
     with pytest.raises(ValueError, match="embeddings"):
         select("coreset", pool_of(x), 3, labeled=aaf.PoolOutputs(torch.zeros(5, 2)))
+
+
+# --------------------------------------------------------------------------- labeled init
+def exact_nearest(x, lab):
+    """float64 difference-form nearest labeled row: (squared distances (n, m), argmin, float32 mind)."""
+    x = np.asarray(x, np.float64)
+    lab = np.asarray(lab, np.float64)
+    d2 = np.concatenate([((x[lo:lo + 256, None, :] - lab[None]) ** 2).sum(-1)
+                         for lo in range(0, len(x), 256)]) if len(x) else np.zeros((0, len(lab)))
+    arg = d2.argmin(1) if len(x) else np.zeros(0, np.int64)
+    return d2, arg, np.sqrt(d2[np.arange(len(x)), arg]).astype(np.float32)
+
+
+def check_init(x, lab, mind, assign, exact_ties=False):
+    """mind is the float64 nearest distance rounded to float32; assign a nearest row
+    (the lowest-index one where distances are exact, e.g. integer data)."""
+    d2, arg, ref = exact_nearest(x, lab)
+    mind, assign = mind.numpy(), assign.numpy().astype(np.int64)
+    np.testing.assert_allclose(mind, ref, rtol=1e-6, atol=0)
+    rows = np.arange(len(x))
+    best = d2[rows, arg]
+    assert np.all(d2[rows, assign] <= best * (1 + 1e-12)), "assign is not a nearest labeled row"
+    if exact_ties:
+        assert assign.tolist() == arg.tolist()
+
+
+def _init_case(kind, n, d, seed):
+    if kind == "dup_labeled":  # labeled rows repeated, pool rows on labeled rows
+        g = np.random.default_rng(seed)
+        base = clustered(max(1, n // 8), d, seed=seed)
+        return base[g.integers(0, len(base), n)]
+    return _lazy_case(kind, n, d, seed)
+
+
+@pytest.mark.parametrize("kind", ["isotropic", "clustered", "duplicates", "ties", "dup_labeled"])
+@pytest.mark.parametrize("n,d,m", [(1, 3, 1), (50, 2, 1), (300, 7, 10), (2000, 33, 300), (3000, 64, 1000)])
+def test_pruned_init_equals_nearest_centres(kind, n, d, m):
+    x = _init_case(kind, n + m, d, seed=3 * n + d + m)
+    pool, lab = torch.from_numpy(x[:n]), torch.from_numpy(x[n:]).contiguous()
+    ref_m, ref_a = coreset.nearest_centres(pool, lab)
+    check_init(x[:n], x[n:], ref_m, ref_a, exact_ties=kind in ("ties", "dup_labeled", "duplicates"))
+    for prune in ("always", "auto"):
+        mind, assign = coreset.nearest_labeled(pool, lab, prune=prune)
+        assert coreset.last_init_stats["path"] == ("pruned" if prune == "always" or
+                                                   (m >= coreset.PRUNED_INIT_MIN_LABELED and
+                                                    coreset.last_init_stats.get("members_per_row") is not None)
+                                                   else "plain")
+        assert torch.equal(mind, ref_m), (prune, int((mind != ref_m).sum()))
+        assert torch.equal(assign, ref_a), (prune, int((assign != ref_a).sum()))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_pruned_init_fresh_random_inputs(seed):
+    """Random sizes, spreads and cluster counts; the pruned init against the plain one and float64."""
+    g = np.random.default_rng(100 + seed)
+    n, m, d = int(g.integers(1, 3000)), int(g.integers(1, 700)), int(g.integers(1, 130))
+    x = clustered(n + m, d, n_clusters=int(g.integers(1, 60)), seed=seed) * float(g.uniform(0.01, 50))
+    x += float(g.uniform(-100, 100))  # far from the origin: the squared form cancels badly
+    pool, lab = torch.from_numpy(x[:n]), torch.from_numpy(x[n:]).contiguous()
+    ref_m, ref_a = coreset.nearest_centres(pool, lab)
+    mind, assign = coreset.nearest_labeled(pool, lab, prune="always")
+    assert torch.equal(mind, ref_m) and torch.equal(assign, ref_a)
+    check_init(x[:n], x[n:], mind, assign)
+
+
+def test_pruned_init_prunes_clustered_and_falls_back_on_isotropic():
+    x = clustered(6000, 64, n_clusters=40, seed=2)
+    pool, lab = torch.from_numpy(x[:5000]), torch.from_numpy(x[5000:]).contiguous()
+    coreset.nearest_labeled(pool, lab)
+    st = coreset.last_init_stats
+    assert st["path"] == "pruned" and st["members_per_row"] < 0.1 * 1000, st
+    y = torch.from_numpy(np.random.default_rng(0).standard_normal((6000, 256)).astype(np.float32))
+    mind, assign = coreset.nearest_labeled(y[:5000], y[5000:].contiguous())
+    st = coreset.last_init_stats
+    assert st["path"] == "plain" and st["probe_members_per_row"] > 0.5 * 1000, st
+    ref = coreset.nearest_centres(y[:5000], y[5000:].contiguous())
+    assert torch.equal(mind, ref[0]) and torch.equal(assign, ref[1])
+
+
+def test_init_zero_and_ten_thousand_labeled_and_empty_pool():
+    x = clustered(11_500, 24, seed=5)
+    pool, lab = torch.from_numpy(x[:1500]), torch.from_numpy(x[1500:]).contiguous()  # 10k labeled
+    mind, assign = coreset.nearest_labeled(pool, lab)
+    assert coreset.last_init_stats["path"] == "pruned"
+    ref = coreset.nearest_centres(pool, lab)  # 3 matmul column blocks of <= 4096
+    assert torch.equal(mind, ref[0]) and torch.equal(assign, ref[1])
+    check_init(x[:1500], x[1500:], mind, assign)
+    mind, assign = coreset.nearest_labeled(pool, lab[:0])
+    assert torch.isinf(mind).all() and (assign == -1).all() and mind.shape == (1500,)
+    for prune in ("auto", "always"):
+        mind, assign = coreset.nearest_labeled(pool[:0], lab, prune=prune)
+        assert mind.shape == (0,) and assign.shape == (0,)
+
+
+def test_nearest_centres_ties_across_column_blocks():
+    lab = clustered(9000, 8, seed=1)
+    lab[4500] = lab[10]  # same row in the first and second 4096-column block
+    lab[8999] = lab[4100]
+    pool = np.stack([lab[10], lab[4100], lab[8999]])
+    for fn in (coreset.nearest_centres, lambda p, c: coreset.nearest_labeled(p, c, prune="always")):
+        mind, assign = fn(torch.from_numpy(pool), torch.from_numpy(lab))
+        assert assign.tolist() == [10, 4100, 4100] and mind.tolist() == [0.0, 0.0, 0.0]
+
+
+def test_nearest_centres_settles_float32_near_ties_in_float64():
+    """Far from the origin the float32 squared form cannot tell two nearly equidistant
+    centres apart; the float64 winner must come out anyway (fails with a bare argmin)."""
+    g = np.random.default_rng(7)
+    d, n = 16, 400
+    off = np.full(d, 3000.0)
+    cents = (off + g.standard_normal((2, d))).astype(np.float32)
+    # pool rows on the bisector of the two centres, nudged by a tiny amount to either side
+    mid = (cents[0].astype(np.float64) + cents[1]) / 2
+    u = (cents[1].astype(np.float64) - cents[0]) / np.linalg.norm(cents[1].astype(np.float64) - cents[0])
+    basis = np.linalg.qr(np.column_stack([u, g.standard_normal((d, d - 1))]))[0][:, 1:]
+    x = mid + g.standard_normal((n, d - 1)) @ basis.T + np.outer(g.uniform(-1e-3, 1e-3, n), u)
+    x = x.astype(np.float32)
+    lab = np.concatenate([cents, (off + 50 * g.standard_normal((30, d))).astype(np.float32)])
+    _, arg, ref = exact_nearest(x, lab)
+    mind, assign = coreset.nearest_centres(torch.from_numpy(x), torch.from_numpy(lab))
+    assert assign.numpy().tolist() == arg.tolist()
+    np.testing.assert_array_equal(mind.numpy(), ref)
+    lab_t = torch.from_numpy(lab)
+    bare = torch.addmm(lab_t.pow(2).sum(1)[None], torch.from_numpy(x), lab_t.T, alpha=-2.0).argmin(1)
+    assert (bare.numpy() != arg).any()  # the case is hard: a bare float32 argmin gets some wrong
+    m2, a2 = coreset.nearest_labeled(torch.from_numpy(x), lab_t, prune="always")
+    assert torch.equal(m2, mind) and torch.equal(a2, assign)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("kind", ["isotropic", "clustered", "duplicates"])
+def test_pruned_init_16bit_pools(dtype, kind):
+    x = torch.from_numpy(_init_case(kind, 2400, 40, seed=21)).to(dtype)
+    pool, lab = x[:2000], x[2000:].to(torch.float32).contiguous()
+    ref_m, ref_a = coreset.nearest_centres(pool, lab)
+    mind, assign = coreset.nearest_labeled(pool, lab, prune="always")
+    assert coreset.last_init_stats["path"] == "pruned"
+    assert torch.equal(mind, ref_m) and torch.equal(assign, ref_a)
+    check_init(pool.double().numpy(), lab.double().numpy(), mind, assign)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_coreset_picks_with_pruned_init_equal_plain_greedy(monkeypatch, dtype):
+    monkeypatch.setattr(coreset, "PRUNED_INIT_MIN_LABELED", 1)
+    x = torch.from_numpy(clustered(4400, 48, n_clusters=30, seed=9)).to(dtype)
+    pool, lab = pool_of(x[:4000]), pool_of(x[4000:])
+    a = select("coreset", pool, 200, labeled=lab)
+    assert coreset.last_stats.get("lazy") and coreset.last_init_stats["path"] == "pruned"
+    assert a.tolist() == plain_greedy_picks(monkeypatch, pool, 200, lab).tolist()
+
+
+def test_nearest_labeled_pruned_argument_errors():
+    from autoal_fast import _C
+
+    x = np.zeros((3, 2), np.float32)
+    lab = np.zeros((2, 2), np.float32)
+    ok = dict(lab_id=np.arange(2, dtype=np.int64), start=np.array([0, 2], np.int64),
+              dots=np.zeros((3, 1), np.float32), anchor_sq=np.zeros(1), radius=np.zeros(1),
+              unit=2.0 ** -24, mind=np.zeros(3, np.float32), assign=np.zeros(3, np.int32))
+    assert _C.nearest_labeled_pruned(x, lab, **ok) == 6
+    two = dict(dots=np.zeros((3, 2), np.float32), anchor_sq=np.zeros(2), radius=np.zeros(2))
+    for bad, msg in [(dict(start=np.array([0, 2, 2], np.int64), **two), "no empty group"),
+                     (dict(start=np.array([0, 1], np.int64)), "from 0 to nl"),
+                     (dict(dots=np.zeros((3, 2), np.float32)), "dots has the wrong shape"),
+                     (dict(radius=-np.ones(1)), "radius"),
+                     (dict(mind=np.zeros(3)), "mind must be"),
+                     (dict(unit=0.5), "unit")]:
+        with pytest.raises(ValueError, match=msg):
+            _C.nearest_labeled_pruned(x, lab, **{**ok, **bad})
