@@ -281,7 +281,7 @@ void nearest_labeled_pruned(const T* x, int64_t ld, int64_t m, int64_t d,
 #pragma omp parallel num_threads(nt) reduction(+ : total)
 #endif
   {
-    std::vector<GroupKey> keys(static_cast<size_t>(groups));
+    std::vector<double> lo2(static_cast<size_t>(groups));
     std::vector<GroupKey> live;
     live.reserve(static_cast<size_t>(groups));
     std::vector<std::pair<float, int64_t>> seen;  // (float32 d^2, lab row)
@@ -294,14 +294,13 @@ void nearest_labeled_pruned(const T* x, int64_t ld, int64_t m, int64_t d,
       const float* dot = dots + i * groups;
       const double xn2 = sq_norm64(row, d);
       const double xn = std::sqrt(xn2);
+      // lo2[g]: a lower bound on d(x, a_g)^2; first visit the group of the nearest anchor
       int64_t gmin = 0;
       for (int64_t g = 0; g < groups; ++g) {
         const double s = xn2 + anchor_sq[g] - 2.0 * double(dot[g]);
         const double err = 2.0 * gamma * xn * anorm[g] + rel64 * (xn2 + anchor_sq[g]) + abs_mm;
-        const double lo2 = s - err;
-        const double lo = lo2 > 0.0 ? std::sqrt(lo2) * (1.0 - 1e-12) : 0.0;
-        keys[g] = {lo - radius[g], g};
-        if (keys[g].key < keys[gmin].key) gmin = g;
+        lo2[g] = s - err;
+        if (lo2[g] < lo2[gmin]) gmin = g;
       }
       float best = INFINITY;
       seen.clear();
@@ -320,7 +319,14 @@ void nearest_labeled_pruned(const T* x, int64_t ld, int64_t m, int64_t d,
       double ub = upper();
       live.clear();
       for (int64_t g = 0; g < groups; ++g) {
-        if (g != gmin && !(keys[g].key > ub)) live.push_back(keys[g]);
+        // skipped when d(x, a_g) - r_g > ub, tested without a square root first
+        if (g == gmin || lo2[g] <= 0.0) {
+          if (g != gmin) live.push_back({-radius[g], g});
+          continue;
+        }
+        const double reach = ub + radius[g];
+        if (lo2[g] > reach * reach * (1.0 + 1e-12)) continue;
+        live.push_back({std::sqrt(lo2[g]) * (1.0 - 1e-12) - radius[g], g});
       }
       std::sort(live.begin(), live.end(), [](const GroupKey& a, const GroupKey& b) {
         return a.key < b.key || (a.key == b.key && a.g < b.g);

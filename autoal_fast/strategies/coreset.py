@@ -38,6 +38,8 @@ A Core-Set Approach." ICLR 2018.
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 
@@ -170,7 +172,9 @@ def n_anchor_groups(m: int) -> int:
 
 def anchor_groups(lab: torch.Tensor, groups: int, ext, threads: int = 1):
     """Groups of the labeled rows for the pruned init: anchors by farthest-first
-    traversal (from row 0), every row in the group of its nearest anchor.
+    traversal from row 0 (``_C.kcenter_lazy`` over the labeled rows), every row in
+    the group of its nearest anchor by a float32 matmul (any assignment is exact:
+    the radius is measured on the one made).
 
     Returns (order, start, anchors, anchor_sq, radius): the rows of group g are
     ``lab[order[start[g]:start[g + 1]]]`` (no empty group), anchors (G, d)
@@ -179,19 +183,21 @@ def anchor_groups(lab: torch.Tensor, groups: int, ext, threads: int = 1):
     every row sits on an anchor (duplicate rows).
     """
     m, d = lab.shape
-    ln = lab.numpy()
+    # farthest-first = k-center greedy from row 0: the lazy C++ greedy, one thread (small work)
     mind = np.full(m, np.inf, np.float32)
-    near = np.zeros(m, np.int32)
-    picks = []
-    i = 0
-    for g in range(groups):
-        picks.append(i)
-        ext.min_dist_update(ln, None, ln[i], mind, near, g, None, threads)
-        i = int(np.argmax(mind))
-        if not mind[i] > 0.0:
-            break
-    anchors = lab[picks]
-    near_t = torch.from_numpy(near).long()
+    picks, _ = ext.kcenter_lazy(lab.numpy(), mind, np.zeros(m, np.int32), 0, min(groups, m), 0, 1)
+    picks = picks[picks >= 0]
+    anchors = lab[torch.from_numpy(picks)]
+    # each row to (about) its nearest anchor: any assignment is exact, the radius covers it
+    an = anchors.pow(2).sum(1)
+    near_t = torch.cat([torch.addmm(an[None], lab[lo:lo + 8192], anchors.T, alpha=-2.0).argmin(1)
+                        for lo in range(0, m, 8192)])
+    near_t[torch.from_numpy(picks)] = torch.arange(len(picks))  # an anchor is in its own group
+    # drop anchors left without members (duplicates of another anchor)
+    used = torch.bincount(near_t, minlength=len(picks)) > 0
+    if not bool(used.all()):
+        remap = torch.cumsum(used.long(), 0) - 1
+        anchors, near_t, picks = anchors[used], remap[near_t], picks[used.numpy()]
     # upper bound on each member's distance to its anchor: float64 difference form, inflated
     r = (lab.to(torch.float64) - anchors[near_t].to(torch.float64)).pow_(2).sum(1).sqrt_()
     radius = torch.zeros(len(picks), dtype=torch.float64).scatter_reduce_(0, near_t, r, "amax")
@@ -319,6 +325,7 @@ def _lazy_picks(x: torch.Tensor, k: int, labeled):
     xn, bf16 = rows
     n, d = x.shape
     nl = 0 if labeled is None else labeled.n_samples
+    t0 = time.perf_counter()
     if nl:
         lab = torch.empty(nl, d, dtype=torch.float32)
         step = rows_per_chunk(4 * d)
@@ -330,12 +337,14 @@ def _lazy_picks(x: torch.Tensor, k: int, labeled):
         mind = torch.full((n,), float("inf"), dtype=torch.float32)
         assign = torch.zeros(n, dtype=torch.int32)
         first = _nearest_to_mean(x)
+    t1 = time.perf_counter()
     picks, (refreshes, pops) = ext.kcenter_lazy(xn, mind.numpy(), assign.numpy(), nl, k, first,
                                                 torch.get_num_threads(), bfloat16=bf16)
     _backend.record("coreset", "cpp")
     last_stats.clear()
     last_stats.update(full_passes=int(first >= 0), rows_visited=int(refreshes), heap_pops=int(pops),
-                      n=n, k=k, backend="cpp", lazy=True)
+                      n=n, k=k, backend="cpp", lazy=True, init_s=t1 - t0, greedy_s=time.perf_counter() - t1,
+                      init_path=last_init_stats.get("path") if nl else None)
     return torch.from_numpy(picks)
 
 
