@@ -235,9 +235,14 @@ class AutoAL:
         of them that are candidates (uniform if neither is): the two single strategies
         that the literature finds strongest across datasets (margin: Beck et al. 2021,
         Zhan et al. 2022; badge: Ash et al. 2020), neither of which wins everywhere.
-        A uniform start measured worse on digits: the same search from a uniform prior
-        scored 0.028 AUBC lower (5/5 seeds), about random sampling's level (on MNIST-1D
-        0.012 higher, 5/5: there the search loses to its own prior, see the README).
+        What a prior queries, frozen: with one weight vector (``per_sample_weights=False``)
+        the aggregated score is lexicographic in the weights, so the batch is that of the
+        heavier candidate, and at equal shares of margin and badge it is badge's own batch
+        (a sample picked by both ranks first, then badge's other picks, whose rank score is
+        their pick, above margin's; tested). "auto" frozen is badge, then, and the search
+        chooses each round between badge's batch and margin's. A uniform start measured
+        worse on digits: the same search from a uniform prior scored 0.028 AUBC lower (5/5
+        seeds), about random sampling's level (on MNIST-1D 0.012 higher, 5/5).
     judge_share : float, default=1/3
         With ``objective="value"``: the share of the labeled set in the judge C (A and
         B split the rest).
@@ -256,8 +261,8 @@ class AutoAL:
         raised its own objective above every candidate's on B while its picks on the
         pool were the worse candidate's). Measured (5 paired seeds): on digits the
         per-sample form scored 0.0075 +- 0.0020 AUBC lower (5/5 seeds); on MNIST-1D
-        0.0081 +- 0.0053 higher (4/5), where an even mix of margin and badge beats both
-        and the one-vector search tends to commit to one of them.
+        0.0081 +- 0.0053 higher (4/5), where the one-vector search tends to commit to one
+        candidate per round.
     credit : {None, "effect"}, default=None
         Credit from the real pool by effect (needs ``objective="value"``). With "effect",
         ``query`` remembers which candidates picked each sample it returns, and the next

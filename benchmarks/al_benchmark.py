@@ -81,6 +81,10 @@ VARIANTS = {
     "autoal_credit": ("autoal", {"autoal": {"objective": "value", "prior": "margin+badge",
                                             "per_sample_weights": False, "credit": "effect",
                                             "credit_weight": 1.0, "explore": 0.1}}),
+    # its ablations: the exploration share alone (credit measured, not used), the credit without it
+    "autoal_explore": ("autoal", {"autoal": {"objective": "value", "prior": "margin+badge",
+                                             "per_sample_weights": False, "credit": "effect",
+                                             "credit_weight": 0.0, "explore": 0.1}}),
     "autoal_credit_noexplore": ("autoal", {"autoal": {"objective": "value", "prior": "margin+badge",
                                                       "per_sample_weights": False, "credit": "effect",
                                                       "credit_weight": 1.0, "explore": 0.0}}),
@@ -191,6 +195,29 @@ def _fidelity(oracle_runs: dict) -> dict:
                                      for rd in run["rounds"]) for c in names}}
 
 
+def _credit_fidelity(label_runs: dict, aubc: dict) -> dict:
+    """Rank agreement of the real-pool credit a run accumulated (its last round's) with the
+    candidates' own AUBCs in this setting: per seed, and of the credit averaged over seeds."""
+    from autoal_fast.experiment.reports import spearman
+
+    finals = {}
+    for seed, run in label_runs.items():
+        last = [rd["info"]["credit"] for rd in run["rounds"] if rd.get("info", {}).get("credit")]
+        if last:
+            finals[seed] = {c: v for c, v in last[-1].items() if v is not None}
+    names = sorted({c for f in finals.values() for c in f} & set(aubc))
+    if not finals or len(names) < 3:
+        return {}
+    real = [float(np.mean(list(aubc[c].values()))) for c in names]
+    per = np.array([spearman([f.get(c, 0.0) for c in names], real) for f in finals.values()], dtype=np.float64)
+    per = per[np.isfinite(per)]
+    mean_credit = {c: float(np.mean([f.get(c, 0.0) for f in finals.values()])) for c in names}
+    return {"candidates": names, "seeds": int(per.size),
+            "spearman_per_seed_mean": float(per.mean()) if per.size else float("nan"),
+            "spearman_per_seed_se": float(per.std(ddof=1) / np.sqrt(per.size)) if per.size > 1 else float("nan"),
+            "spearman_mean_credit": spearman([mean_credit[c] for c in names], real), "mean_credit": mean_credit}
+
+
 def summary(root: str, settings, ref: str) -> dict:
     from autoal_fast.experiment.reports import paired_differences, spearman
 
@@ -223,6 +250,10 @@ def summary(root: str, settings, ref: str) -> dict:
                                                         [float(np.mean(list(aubc[c].values()))) for c in names])
         if fid:
             entry["fidelity"] = fid
+        cfid = {lab: _credit_fidelity(v, aubc) for lab, v in runs.items()}
+        cfid = {lab: f for lab, f in cfid.items() if f}
+        if cfid:
+            entry["credit_fidelity"] = cfid
         out[st] = entry
     return out
 
@@ -245,6 +276,12 @@ def markdown(summ: dict, ref: str) -> str:
                           f"values against the real next-round accuracies, per round {fid['spearman_per_round_mean']:+.2f}"
                           f" ± {fid['spearman_per_round_se']:.2f}, summed over rounds {fid['spearman_summed']:+.2f}; "
                           f"summed against the candidates' own AUBCs {fid.get('spearman_summed_vs_aubc', float('nan')):+.2f}."]
+        for lab, cf in e.get("credit_fidelity", {}).items():
+            lines += ["", f"Fidelity of the real-pool credit ({lab}, {cf['seeds']} seeds, {len(cf['candidates'])} "
+                          f"candidates with runs here): Spearman of the credit accumulated by the last round against "
+                          f"the candidates' AUBCs, per seed {cf['spearman_per_seed_mean']:+.2f} ± "
+                          f"{cf['spearman_per_seed_se']:.2f}; of the credit averaged over seeds "
+                          f"{cf['spearman_mean_credit']:+.2f}."]
         lines.append("")
     return "\n".join(lines)
 

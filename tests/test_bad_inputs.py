@@ -336,6 +336,14 @@ def _qm(lab_ids, unl_ids, labels=None, k=2):
     return _al().query_model(_Model(), _DATA, lab_ids, labels, unl_ids, k)
 
 
+def _credit_queried():
+    """A credit AutoAL after one fit and a query of 2: the next fit's new= is checked."""
+    al = _al(credit="effect")
+    al.fit(labeled(), np.arange(12) % C)
+    al.query(pool(), 2)
+    return al
+
+
 def _load(state):
     return _al().load_state_dict(state)
 
@@ -393,6 +401,23 @@ BAD += [
      lambda: _al().fit(PoolOutputs(L(12), np.where(E(12) > 1, 1e300, E(12, dtype=np.float64))), np.zeros(12, int)),
      ValueError, "labeled.embeddings overflow float32"),
     ("AutoAL.fit", "k = 0", lambda: _al().fit(labeled(), np.zeros(12, int), k=0, n_pool=10), ValueError, "k must"),
+    ("AutoAL", "credit unknown", lambda: AutoAL(credit="error"), ValueError, "credit"),
+    ("AutoAL", "credit with max_loss", lambda: AutoAL(credit="effect", objective="max_loss"), ValueError, "credit"),
+    ("AutoAL", "credit_weight < 0", lambda: AutoAL(credit_weight=-1), ValueError, "credit_weight"),
+    ("AutoAL", "explore > 0.5", lambda: AutoAL(explore=0.6), ValueError, "explore"),
+    ("AutoAL", "explore NaN", lambda: AutoAL(explore=float("nan")), ValueError, "explore"),
+    ("AutoAL.fit", "new float", lambda: _credit_queried().fit(labeled(), np.arange(12) % C, new=[10.0, 11.0]),
+     ValueError, "new"),
+    ("AutoAL.fit", "new 2-D", lambda: _credit_queried().fit(labeled(), np.arange(12) % C, new=[[10, 11]]),
+     ValueError, "new"),
+    ("AutoAL.fit", "new out of range", lambda: _credit_queried().fit(labeled(), np.arange(12) % C, new=[10, 12]),
+     ValueError, "new"),
+    ("AutoAL.fit", "new negative", lambda: _credit_queried().fit(labeled(), np.arange(12) % C, new=[-1, 11]),
+     ValueError, "new"),
+    ("AutoAL.fit", "new repeated", lambda: _credit_queried().fit(labeled(), np.arange(12) % C, new=[11, 11]),
+     ValueError, "new"),
+    ("AutoAL.fit", "new not the last query's size",
+     lambda: _credit_queried().fit(labeled(), np.arange(12) % C, new=[9, 10, 11]), ValueError, "new must list"),
     ("AutoAL.query", "not fitted", lambda: _al().query(pool(), 2), RuntimeError, "fit"),
     ("AutoAL.query", "pool ndarray", lambda: _fitted().query(L(), 2), TypeError, "pool"),
     ("AutoAL.query", "k = 0", lambda: _fitted().query(pool(), 0), ValueError, "k must"),
@@ -472,6 +497,12 @@ EDGE += [
               for dt in (np.float16, np.float64)] + [_fitted().query(pool(logits=L()[::-1], embeddings=E()[::-1]), 3)
                                                     .indices],
      lambda r: all(i.unique().numel() == 3 for i in r)),
+    ("AutoAL.fit", "new without credit: checked, then ignored",
+     lambda: _al().fit(labeled(), np.arange(12) % C, new=np.array([1, 2], dtype=np.uint8)),
+     lambda r: r.n_new == 0 and r.credit == {}),
+    ("AutoAL.fit", "new with credit, the last query's 2",
+     lambda: _credit_queried().fit(labeled(), np.arange(12) % C, new=torch.tensor([10, 11], dtype=torch.int32)),
+     lambda r: r.n_new == 2 and set(r.credit) == {"entropy", "margin"}),
     ("AutoAL.query_model", "ids as list, torch, uint32",
      lambda: [_qm(lab, unl) for lab, unl in ((list(range(10)), list(range(10, 40))),
                                              (torch.arange(10), torch.arange(10, 40)),
@@ -507,7 +538,7 @@ def test_every_public_entry_point_is_in_the_table():
     assert surface <= {p.split(".")[0] for p in public}, surface
     assert set(S.__all__) - {"UNCERTAINTY", "DIVERSITY", "PAPER_CANDIDATES", "AUTOAL_CANDIDATES", "names"} <= \
         {p.split(".")[1] for p in public if p.startswith("strategies.")}
-    assert {m for m in dir(AutoAL) if not m.startswith("_")} - {"state_dict"} <= \
+    assert {m for m in dir(AutoAL) if not m.startswith("_")} - {"state_dict", "credit_now", "n_pending"} <= \
         {p.split(".")[1] for p in public if p.startswith("AutoAL.")}
     covered = {row[0] for row in BAD}
     assert public <= covered, public - covered

@@ -237,3 +237,24 @@ def test_value_search_moves_to_the_candidate_whose_labels_are_worth_more():
     assert heldout(res.indices) <= min(loss.values()) + 1e-6
     # the first build's objective from the same start does not tell them apart as surely
     # (it may or may not): only the value objective's move is asserted
+
+
+def test_the_auto_prior_frozen_queries_badges_own_batch():
+    """With one weight vector the aggregated score is lexicographic: at equal shares of margin
+    and badge, badge's picks (its rank score is its picks) rank above margin-only ones, so
+    the frozen "auto" prior returns exactly badge's batch (documented in AutoAL's prior)."""
+    from autoal_fast.autoal import _derive_seed
+    from autoal_fast.search.candidates import compute_candidates
+
+    g = torch.Generator().manual_seed(0)
+    n, k = 1500, 40
+    pool = aaf.PoolOutputs(torch.randn(n, 10, generator=g) * 2, torch.randn(n, 16, generator=g))
+    lab = aaf.PoolOutputs(torch.randn(60, 10, generator=g), torch.randn(60, 16, generator=g))
+    y = torch.randint(0, 10, (60,), generator=g)
+    al = aaf.AutoAL(strategies=("margin", "badge"), seed=0, search_steps=0, pretrain_steps=5)
+    al.fit(lab, y, k=k, n_pool=n)
+    res = al.query(pool, k)
+    cand = compute_candidates(pool, al.strategies, k, labeled=lab, seed=_derive_seed(al._fitted["round_seed"], 2))
+    badge = set(torch.nonzero(cand.picks[:, 1]).flatten().tolist())
+    margin = set(torch.nonzero(cand.picks[:, 0]).flatten().tolist())
+    assert set(res.indices.tolist()) == badge and margin != badge
