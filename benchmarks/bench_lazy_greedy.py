@@ -105,3 +105,41 @@ def test_badge_rejection_vs_plain_loop(benchmark, record):
     print(f"\n[badge rejection 100k x 256, C=20, k={k}, {torch.get_num_threads()} threads] ours "
           f"{res['c']:.2f}s  plain factorised loop {res['d']:.2f}s  ratio {ratio:.1f}x  attempts "
           f"{st['attempts']}  rebuilds {st['rebuilds']}  refreshes {st['refreshes']}")
+
+
+def pool_1m_like(n, d=512, c=100, seed=0):
+    """bench_pool_1m's embeddings (class means x 3 + unit noise) and its labeled set
+    (the first 1000 rows + 0.01)."""
+    g = torch.Generator().manual_seed(seed)
+    cls = torch.randint(0, c, (n,), generator=g)
+    emb = torch.randn(c, d, generator=g)[cls] * 3
+    emb += torch.randn(n, d, generator=g)
+    return emb, emb[:1000].clone() + 0.01
+
+
+@pytest.mark.parametrize("case", ["clustered_100k", "isotropic_100k", "pool_1m"])
+def test_coreset_labeled_init_pruned_vs_plain(benchmark, record, case):
+    """The exact labeled init alone: nearest_labeled (pruned where the probe says it pays)
+    against nearest_centres (every pair through BLAS), same inputs, same run, same result."""
+    if case == "pool_1m":
+        x, lab = pool_1m_like(1_000_000)
+    else:
+        n, d, nl = 100_000, 512, 1000
+        x = clustered(n + nl, d) if case.startswith("clustered") else \
+            torch.randn(n + nl, d, generator=torch.Generator().manual_seed(0))
+        x, lab = x[:n], x[n:].contiguous()
+    res = {}
+
+    def run():
+        res.update(zip("abcd", interleaved(lambda: coreset.nearest_labeled(x, lab),
+                                           lambda: coreset.nearest_centres(x, lab))))
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    st = dict(coreset.last_init_stats)
+    same = torch.equal(res["a"][0], res["b"][0]) and torch.equal(res["a"][1], res["b"][1])
+    ratio = res["d"] / res["c"]
+    load = open("/proc/loadavg").read().split()[:3]
+    record(ours_s=res["c"], plain_s=res["d"], ratio=ratio, same=same, load=load, **st)
+    print(f"\n[coreset labeled init {case}, {len(lab)} labeled, {torch.get_num_threads()} threads, load "
+          f"{' '.join(load)}] ours {res['c']:.2f}s ({st['path']})  plain {res['d']:.2f}s  ratio {ratio:.1f}x  "
+          f"same mind/assign {same}  {st}")
+    assert same

@@ -308,6 +308,28 @@ int64_t nearest_labeled_pruned(const py::array& x, const py::array& lab, const p
   return visited;
 }
 
+
+// x float32 (m, d) rows (unit feature stride), c float32 (mc, d) contiguous,
+// col int64 (m,) in [0, mc), out float64 (m,) written.
+void sq_dist64_rows(const py::array& x, const py::array& c, const py::array& col, py::array& out,
+                    int num_threads) {
+  const Rows rows = rows_of(x, false);
+  if (rows.fmt != RowFormat::f32) throw std::invalid_argument("x must be float32");
+  if (c.ndim() != 2) throw std::invalid_argument("c must be a 2-D float32 array");
+  const int64_t mc = c.shape(0);
+  const int64_t s_c[2] = {mc, rows.d}, s_m[1] = {rows.n};
+  const float* cp = checked_c_array<float>(c, "c", 2, s_c);
+  const int64_t* ip = checked_c_array<int64_t>(col, "col", 1, s_m);
+  checked_c_array<double>(out, "out", 1, s_m, true);
+  for (int64_t r = 0; r < rows.n; ++r) {
+    if (ip[r] < 0 || ip[r] >= mc) throw std::invalid_argument("col holds an id outside [0, len(c))");
+  }
+  double* op = static_cast<double*>(out.mutable_data());
+  const float* xp = static_cast<const float*>(x.data());
+  py::gil_scoped_release release;
+  autoal_fast::sq_dist64_rows(xp, rows.ld, rows.n, rows.d, cp, ip, op, num_threads);
+}
+
 // Row-strided float32 matrix view: unit stride along the last axis.
 struct F32Rows {
   const float* data;
@@ -445,6 +467,10 @@ PYBIND11_MODULE(_C, m) {
         "distance, ties to the lower lab_id. Writes mind (float32 of the\n"
         "float64 distance) and assign (lab_id); returns the member distances\n"
         "computed.");
+  m.def("sq_dist64_rows", &sq_dist64_rows, py::arg("x"), py::arg("c"), py::arg("col"),
+        py::arg("out"), py::arg("num_threads") = 0,
+        "out[r] = squared distance of float32 row x[r] to c[col[r]] in float64\n"
+        "(difference form; the summation order of nearest_labeled_pruned).");
   m.attr("min_dist_row_types") = py::make_tuple("float32", "float16", "bfloat16");
   m.def("uncertainty_logits", &uncertainty_logits, py::arg("logits"),
         py::arg("entropy"), py::arg("margin"), py::arg("least_confidence"),

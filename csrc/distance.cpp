@@ -357,6 +357,15 @@ void nearest_labeled_pruned(const T* x, int64_t ld, int64_t m, int64_t d,
   if (visited) visited[0] += total;
 }
 
+void sq_dist64_rows(const float* x, int64_t ld, int64_t m, int64_t d, const float* c,
+                    const int64_t* col, double* out, int num_threads) {
+  const int nt = threads_for(num_threads, m * d, int64_t(1) << 15);
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) schedule(static)
+#endif
+  for (int64_t r = 0; r < m; ++r) out[r] = sq_dist64(x + r * ld, c + col[r] * d, d);
+}
+
 #define AUTOAL_FAST_MIN_DIST_UPDATE(T)                                        \
   template void min_dist_update<T>(const T*, int64_t, int64_t, const int64_t*, \
                                    int64_t, const float*, float*, int32_t*,   \

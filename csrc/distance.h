@@ -79,4 +79,10 @@ void nearest_labeled_pruned(const T* x, int64_t ld, int64_t m, int64_t d,
                             const double* radius, double unit, float* mind,
                             int32_t* assign, int64_t* visited, int num_threads);
 
+// out[r] = sum_j (x_rj - c_{col[r], j})^2 in float64, difference form, for
+// rows r in [0, m) of x (float32): the float64 distance nearest_labeled_pruned
+// ranks by, in the same summation order.
+void sq_dist64_rows(const float* x, int64_t ld, int64_t m, int64_t d, const float* c,
+                    const int64_t* col, double* out, int num_threads);
+
 }  // namespace autoal_fast

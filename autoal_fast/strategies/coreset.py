@@ -3,16 +3,30 @@
 Each pick is the pool point whose distance to its nearest centre (labeled
 samples and earlier picks) is largest; ties go to the lower pool index.
 
-Starting point: with a labeled set, its embeddings are the initial centres
-(nearest-labeled distances are computed in chunks with
-``||a||^2 + ||b||^2 - 2ab`` matmuls to find the nearest labeled sample, then
-recomputed exactly in difference form for that winner). Without one, the first
-pick is the pool point nearest to the pool mean (ties to the lower index): a
-deterministic, representative start; the k-center 2-approximation holds from
-any start.
+Starting point: with a labeled set, its embeddings are the initial centres,
+and every pool row starts from its exact distance to the nearest labeled row:
+the one with the smallest float64 difference-form squared distance, ties to
+the lower labeled index, rounded once to float32. ``nearest_centres`` is the
+plain reference (every pair through chunked ``||c||^2 - 2 x.c`` float32
+matmuls; rows where a second labeled row comes within the matmul's rounding
+bound are settled in float64). On CPU, ``nearest_labeled`` gives the same
+result pruned: the labeled rows fall into ~4 sqrt(n_labeled) groups around
+farthest-first anchors, one BLAS matmul gives each pool row its anchor
+distances, and C++ (``_C.nearest_labeled_pruned``) skips every group whose
+members the triangle inequality puts farther than the best found so far
+(all float32 rounding bounded, so no nearest row is ever skipped). A probe
+of 256 pool rows measures how many labeled rows survive; where pruning
+cannot pay (isotropic high-dimensional data) the plain init runs instead.
+Measured (100k x 512, 1000 labeled, 2 threads, loaded machine): class-
+structured 0.6-0.8 s vs 3.3 s plain, ~10 of the 1000 labeled rows measured
+per pool row; isotropic: the probe picks the plain init (+~40 ms).
+Without a labeled set, the first pick is the pool point nearest to the pool
+mean (ties to the lower index): a deterministic, representative start; the
+k-center 2-approximation holds from any start.
 
 Cost: never an n x n matrix; memory is O(n) (float32 running minimum + int32
-nearest-centre id) plus (n_labeled + k) x d float32 for the centres, plus
+nearest-centre id) plus (n_labeled + k) x d float32 for the centres (the
+pruned init holds one more, group-ordered copy of the labeled rows), plus
 chunk temporaries under ``_greedy.CHUNK_BYTES``.
 
 CPU pools the C++ step reads (float32 / float16 / bfloat16, unit feature
@@ -79,6 +93,20 @@ def matmul_unit_roundoff() -> float:
     return {"highest": 2.0 ** -24, "high": 2.0 ** -11}.get(torch.get_float32_matmul_precision(), 2.0 ** -8)
 
 
+def _sq_dist64(xp, cent, col):
+    """float64 difference-form squared distances of rows xp (float32) to cent[col]:
+    the C++ kernel's summation order on CPU (the pruned init ranks by the same
+    numbers), torch elsewhere."""
+    ext = _greedy.load_ext()
+    if xp.device.type == "cpu" and ext is not None and hasattr(ext, "sq_dist64_rows"):
+        xp = xp if xp.stride(-1) == 1 else xp.contiguous()
+        out = torch.empty(xp.shape[0], dtype=torch.float64)
+        ext.sq_dist64_rows(xp.numpy(), cent.contiguous().numpy(), col.contiguous().numpy(), out.numpy(),
+                           torch.get_num_threads())
+        return out
+    return (xp.to(torch.float64) - cent[col].to(torch.float64)).pow_(2).sum(1)
+
+
 def _chunk_winners(xp, cent, d2s, xn, cmax, cnmax, gamma, unit):
     """Exact nearest column of each row of one matmul block: (float64 squared
     distance, column). d2s (rows, m) holds ||c||^2 - 2 x.c from a float32 matmul;
@@ -95,7 +123,7 @@ def _chunk_winners(xp, cent, d2s, xn, cmax, cnmax, gamma, unit):
             mask = d2s[multi] <= cut[multi, None]
             mask[torch.arange(multi.numel()), arg[multi]] = True
             r, c = torch.nonzero(mask, as_tuple=True)
-            dd = (xp[multi[r]].to(torch.float64) - cent[c].to(torch.float64)).pow_(2).sum(1)
+            dd = _sq_dist64(xp[multi[r]], cent, c)
             # per row: smallest float64 distance, then the lowest column
             o = torch.argsort(c, stable=True)
             o = o[torch.argsort(dd[o], stable=True)]
@@ -103,8 +131,7 @@ def _chunk_winners(xp, cent, d2s, xn, cmax, cnmax, gamma, unit):
             first = torch.ones(o.numel(), dtype=torch.bool)
             first[1:] = r[o][1:] != r[o][:-1]
             arg[multi[r[o][first]]] = c[o][first]
-    d64 = (xp.to(torch.float64) - cent[arg].to(torch.float64)).pow_(2).sum(1)
-    return d64, arg
+    return _sq_dist64(xp, cent, arg), arg
 
 
 def nearest_centres(x: torch.Tensor, centres: torch.Tensor):
