@@ -137,7 +137,8 @@ def test_coreset_labeled_init_pruned_vs_plain(benchmark, record, case):
     st = dict(coreset.last_init_stats)
     same = torch.equal(res["a"][0], res["b"][0]) and torch.equal(res["a"][1], res["b"][1])
     ratio = res["d"] / res["c"]
-    load = open("/proc/loadavg").read().split()[:3]
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[:3]
     record(ours_s=res["c"], plain_s=res["d"], ratio=ratio, same=same, load=load, **st)
     print(f"\n[coreset labeled init {case}, {len(lab)} labeled, {torch.get_num_threads()} threads, load "
           f"{' '.join(load)}] ours {res['c']:.2f}s ({st['path']})  plain {res['d']:.2f}s  ratio {ratio:.1f}x  "

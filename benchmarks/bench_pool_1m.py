@@ -69,7 +69,8 @@ def main():
         except subprocess.TimeoutExpired:
             row = {"strategy": name, "timed_out_s": args.timeout}
         row["wall_s"] = time.perf_counter() - t0
-        row["load_avg"] = open("/proc/loadavg").read().split()[:3]
+        with open("/proc/loadavg") as f:
+            row["load_avg"] = f.read().split()[:3]
         rows.append(row)
         print(json.dumps(row), flush=True)
     if args.out:
