@@ -278,11 +278,13 @@ class AutoAL:
     credit_weight : float, default=1.0
         Weight of the accumulated credit in SearchNet's objective (with ``credit``).
     explore : float, default=0.1
-        With ``credit``: the share of each query's k taken round-robin from every
-        candidate's own best-ranked samples (the last ``round(explore * k)`` indices of
-        the result), so that every candidate has samples of its own in the batch and its
-        credit does not depend only on what AutoAL's weights already favour (the
-        exploration share of a bandit such as ALBL's).
+        The share of each query's k taken round-robin from every candidate's own
+        best-ranked samples (the last ``round(explore * k)`` indices of the result, in
+        that order): the exploration share of a bandit such as ALBL's. It hedges the batch
+        (with one weight vector the rest of the batch is one candidate's) and, with
+        ``credit``, gives every candidate samples of its own in the batch, so that its
+        credit does not depend only on what the weights already favour. 0: the top k of
+        the aggregated score alone.
     warm_start : bool, default=True
         Carry SearchNet, its loss head and its optimiser over to the next ``fit``.
     warm_start_fitnet : bool, default=False
@@ -791,7 +793,7 @@ class AutoAL:
                 scores[sl] = aggregate(w, pc, rc, self.theta, self.rank_mix)
             red.agree(lambda: _raise_bad_features(bad, "pool.embeddings" if features is None else "features",
                                                   caller), caller)
-            m = int(round(self.explore * k)) if self.credit is not None else 0
+            m = int(round(self.explore * k))
             idx = red.topk(scores, k - m)
             if m:
                 idx = _explore(idx, cand.ranks, m, red)

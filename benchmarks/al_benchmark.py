@@ -81,6 +81,9 @@ VARIANTS = {
     "autoal_credit": ("autoal", {"autoal": {"objective": "value", "prior": "margin+badge",
                                             "per_sample_weights": False, "credit": "effect",
                                             "credit_weight": 1.0, "explore": 0.1}}),
+    # the exploration share with the plain split (no credit, last round's batch not put in B)
+    "autoal_explore_plain": ("autoal", {"autoal": {"objective": "value", "prior": "margin+badge",
+                                                   "per_sample_weights": False, "explore": 0.1}}),
     # its ablations: the exploration share alone (credit measured, not used), the credit without it
     "autoal_explore": ("autoal", {"autoal": {"objective": "value", "prior": "margin+badge",
                                              "per_sample_weights": False, "credit": "effect",
@@ -91,6 +94,13 @@ VARIANTS = {
     # control: each round margin's or badge's batch by a seeded coin (a choice with no information)
     "coin_margin_badge": ("coin", {"candidates": ("margin", "badge")}),
 }
+
+# The variants above that do not name an exploration share ran before AutoAL had one (their
+# folders were made with none): pin it to 0 so that they stay what they measured.
+for _strategy, _extra in VARIANTS.values():
+    if _strategy == "autoal":
+        _extra["autoal"].setdefault("explore", 0.0)
+
 
 def _parse_seeds(text: str) -> list:
     out = []
