@@ -17,9 +17,10 @@ members the triangle inequality puts farther than the best found so far
 (all float32 rounding bounded, so no nearest row is ever skipped). A probe
 of 256 pool rows measures how many labeled rows survive; where pruning
 cannot pay (isotropic high-dimensional data) the plain init runs instead.
-Measured (100k x 512, 1000 labeled, 2 threads, loaded machine): class-
-structured 0.6-0.8 s vs 3.3 s plain, ~10 of the 1000 labeled rows measured
-per pool row; isotropic: the probe picks the plain init (+~40 ms).
+Measured (``benchmarks/bench_lazy_greedy.py``, 1000 labeled, 2 threads, load
+average ~1): class-structured 100k x 512 0.20 s vs 0.72 s plain, 1M x 512
+1.70 s vs 7.77 s, ~10 of the 1000 labeled rows measured per pool row;
+isotropic 100k x 512: the probe picks the plain init (0.73 s vs 0.77 s).
 Without a labeled set, the first pick is the pool point nearest to the pool
 mean (ties to the lower index): a deterministic, representative start; the
 k-center 2-approximation holds from any start.
