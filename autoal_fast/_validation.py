@@ -177,7 +177,17 @@ def check_finite_rows(t: torch.Tensor, name: str, caller: str, chunk_bytes: int 
     row_bytes = max(1, t[0].numel() * t.element_size())
     rows = max(1, chunk_bytes // row_bytes)
     for lo in range(0, t.shape[0], rows):
-        ok = torch.isfinite(t[lo:lo + rows])
+        c = t[lo:lo + rows]
+        if c.is_floating_point():
+            # fast path: the chunk's sum is finite only if every element is (NaN and inf
+            # propagate); one reduction, no bool copy. A non-finite sum (NaN/inf, or finite
+            # values whose sum overflows) falls through to the exact per-row check.
+            acc = torch.float32 if c.element_size() < 4 else c.dtype
+            if bool(torch.isfinite(c.sum(dtype=acc))):
+                if t.dtype == torch.float64:
+                    check_fits_float32(c, name, caller, offset=lo)
+                continue
+        ok = torch.isfinite(c)
         if ok.ndim > 1:
             ok = ok.flatten(1).all(1)
         if not bool(ok.all()):
