@@ -58,8 +58,13 @@ def test_fit_report_and_query():
     assert res.scores.shape == (400,) and res.weights.shape == (400, 8)
     assert torch.allclose(res.weights.sum(1), torch.ones(400), atol=1e-5)
     assert res.mc_source == "mc_logits"
-    # indices are the top-k of the scores
-    assert torch.equal(res.indices, aaf.topk(res.scores, 20)[1])
+    # indices: the top k - m of the scores, then m = round(explore k) round-robin exploration picks
+    m = int(round(al.explore * 20))
+    assert torch.equal(res.indices[:20 - m], aaf.topk(res.scores, 20 - m)[1])
+    plain = AutoAL(seed=0, explore=0.0, **FAST)
+    plain.fit(lab, y, k=20, n_pool=400)
+    r0 = plain.query(pool, 20)
+    assert torch.equal(r0.indices, aaf.topk(r0.scores, 20)[1])  # explore=0: the top k alone
 
 
 def test_searchnet_gets_gradient_and_objective_improves_in_fit():
