@@ -81,6 +81,11 @@ VARIANTS = {
     "autoal_credit": ("autoal", {"autoal": {"objective": "value", "prior": "margin+badge",
                                             "per_sample_weights": False, "credit": "effect",
                                             "credit_weight": 1.0, "explore": 0.1}}),
+    # AutoAL's defaults since issue 11's exploration share: value objective, margin + badge prior,
+    # one weight vector, last round's batch in B, 10% of each batch round-robin over the candidates
+    "autoal_recent_explore": ("autoal", {"autoal": {"objective": "value", "prior": "margin+badge",
+                                                    "per_sample_weights": False, "recent_in_b": True,
+                                                    "explore": 0.1}}),
     # the exploration share with the plain split (no credit, last round's batch not put in B)
     "autoal_explore_plain": ("autoal", {"autoal": {"objective": "value", "prior": "margin+badge",
                                                    "per_sample_weights": False, "explore": 0.1}}),
@@ -100,6 +105,8 @@ VARIANTS = {
 for _strategy, _extra in VARIANTS.values():
     if _strategy == "autoal":
         _extra["autoal"].setdefault("explore", 0.0)
+        # before recent_in_b was its own switch, last round's batch joined B with the credit only
+        _extra["autoal"].setdefault("recent_in_b", "credit" in _extra["autoal"])
 
 
 def _parse_seeds(text: str) -> list:
