@@ -405,6 +405,7 @@ BAD += [
     ("AutoAL", "credit with max_loss", lambda: AutoAL(credit="effect", objective="max_loss"), ValueError, "credit"),
     ("AutoAL", "credit_weight < 0", lambda: AutoAL(credit_weight=-1), ValueError, "credit_weight"),
     ("AutoAL", "explore > 0.5", lambda: AutoAL(explore=0.6), ValueError, "explore"),
+    ("AutoAL", "recent_in_b str", lambda: AutoAL(recent_in_b="yes"), TypeError, "recent_in_b"),
     ("AutoAL", "explore NaN", lambda: AutoAL(explore=float("nan")), ValueError, "explore"),
     ("AutoAL.fit", "new float", lambda: _credit_queried().fit(labeled(), np.arange(12) % C, new=[10.0, 11.0]),
      ValueError, "new"),

@@ -210,3 +210,20 @@ def test_query_model_passes_the_last_batch_itself():
     unl2 = np.setdiff1d(np.arange(120), lab2)
     al.query_model(M(), data, lab2, labels[lab2].numpy(), unl2, k=8)
     assert al.report_.n_new == 8 and al.n_pending == 8
+
+
+@pytest.mark.parametrize("recent", [True, False])
+def test_recent_in_b_puts_last_batch_in_b_without_credit(recent):
+    lab, y = _toy(40, 0)
+    pool, y_pool = _toy(200, 1)
+    al = aaf.AutoAL(strategies=("entropy", "margin"), seed=2, pretrain_steps=5, search_steps=5, recent_in_b=recent)
+    r1 = al.fit(lab, y, k=10, n_pool=200)
+    q = al.query(pool, 10)
+    assert al.n_pending == 10  # recorded with or without credit
+    lab2 = aaf.PoolOutputs(torch.cat([lab.logits, pool.logits[q.indices]]), torch.cat([lab.embeddings, pool.embeddings[q.indices]]))
+    r2 = al.fit(lab2, torch.cat([y, y_pool[q.indices]]), k=10, n_pool=190, new=torch.arange(40, 50))
+    assert r2.credit == {} and r2.real_credit == {}
+    if recent:  # C 17 and A 16 of the 40 older samples (the plain sizes fit), B the other 7 + the 10
+        assert r2.n_new == 10 and r2.n_a == 16 and r2.n_b == 17 and al.n_pending == 0
+    else:  # the plain random split of all 50
+        assert r2.n_new == 0 and r2.n_a == (50 - round(50 / 3)) // 2 and r2.n_b == 50 - round(50 / 3) - r2.n_a
