@@ -178,23 +178,24 @@ def check_finite_rows(t: torch.Tensor, name: str, caller: str, chunk_bytes: int 
     rows = max(1, chunk_bytes // row_bytes)
     for lo in range(0, t.shape[0], rows):
         c = t[lo:lo + rows]
-        if c.is_floating_point():
-            # fast path: the chunk's sum is finite only if every element is (NaN and inf
-            # propagate); one reduction, no bool copy. A non-finite sum (NaN/inf, or finite
-            # values whose sum overflows) falls through to the exact per-row check.
-            acc = torch.float32 if c.element_size() < 4 else c.dtype
-            if bool(torch.isfinite(c.sum(dtype=acc))):
-                if t.dtype == torch.float64:
-                    check_fits_float32(c, name, caller, offset=lo)
-                continue
-        ok = torch.isfinite(c)
-        if ok.ndim > 1:
-            ok = ok.flatten(1).all(1)
-        if not bool(ok.all()):
-            i = lo + int(torch.nonzero(~ok)[0, 0])
-            raise ValueError(f"{name} contain NaN/inf at row {i} ({caller})")
+        if not _sum_is_finite(c):  # the exact per-row check only where the fast one is not sure
+            ok = torch.isfinite(c)
+            if ok.ndim > 1:
+                ok = ok.flatten(1).all(1)
+            if not bool(ok.all()):
+                i = lo + int(torch.nonzero(~ok)[0, 0])
+                raise ValueError(f"{name} contain NaN/inf at row {i} ({caller})")
         if t.dtype == torch.float64:
-            check_fits_float32(t[lo:lo + rows], name, caller, offset=lo)
+            check_fits_float32(c, name, caller, offset=lo)
+
+
+def _sum_is_finite(c: torch.Tensor) -> bool:
+    """True when every element of the float tensor c is finite, told by one reduction: a
+    sum is finite only if every element is (NaN and inf propagate). False means not sure:
+    NaN/inf, finite values whose sum overflows, or a non-float dtype."""
+    if not c.is_floating_point():
+        return False
+    return bool(torch.isfinite(c.sum(dtype=torch.float32 if c.element_size() < 4 else c.dtype)))
 
 
 def check_fits_float32(t: torch.Tensor, name: str, caller: str, offset: int = 0,

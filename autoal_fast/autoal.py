@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import math
 import numbers
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +24,7 @@ from ._validation import (FLOAT32_MAX, check_bool, check_device, check_finite_ro
                           is_array, native_array)
 from .pool import PoolOutputs
 from .search.bilevel import (FitReport, SearchConfig, Timer, alternate, candidate_values, effect_credit,
-                             pretrain_fitnet)
+                             pretrain_fitnet, sample_values)
 from .search.candidates import Candidates, compute_candidates
 from .search.nets import FitNet, SearchNet
 from .search.relax import aggregate
@@ -430,7 +431,8 @@ class AutoAL:
         self.recent_in_b = _check_flag(recent_in_b, "recent_in_b", caller)
         self._credit_sum = [0.0] * len(strategies)  # sum over credited samples of their credit
         self._credit_count = [0.0] * len(strategies)
-        self._pending = None  # the last query: {"ids": (k,) global indices, "picks": (k, K) bool}
+        # the last query: {"ids": (k,) global indices, "picks": (k, K) bool, with credit only}
+        self._pending = None
         # learned state
         self.round_ = 0
         self.fitnet_ = None
@@ -457,7 +459,7 @@ class AutoAL:
     def n_pending(self) -> int:
         """How many samples the last query returned, to be named by the next
         ``fit(new=...)`` once labelled (``query_model`` does it itself); 0 when none."""
-        return 0 if self._pending is None else int(self._pending["picks"].shape[0])
+        return 0 if self._pending is None else int(self._pending["ids"].numel())
 
     def credit_now(self) -> tuple:
         """The credit accumulated so far, one float per strategy (0 where none measured)."""
@@ -480,7 +482,7 @@ class AutoAL:
             raise ValueError(f"new must not repeat a position ({caller})")
         if self._pending is None or not (self.recent_in_b or self.credit is not None):
             return None
-        k_prev = int(self._pending["picks"].shape[0])
+        k_prev = self.n_pending
         if t.numel() != k_prev:
             raise ValueError(f"new must list the {k_prev} samples the last query returned, in its order "
                              f"({caller}); got {t.numel()} positions")
@@ -613,14 +615,10 @@ class AutoAL:
             gen = torch.Generator().manual_seed(round_seed)
             with timer("split"):
                 perm = torch.randperm(n, generator=gen)
-                if new_pos is not None:  # A and C from the older samples; last round's batch joins B
-                    ia, ib, ic = _split_with_new(perm, new_pos, n, self.judge_share)
-                elif self.objective == "value":  # A trains FitNet, B plays the pool, C judges
-                    n_c = max(2, int(round(self.judge_share * n)))
-                    n_a = (n - n_c) // 2
-                    ia, ib, ic = perm[:n_a], perm[n_a:n - n_c], perm[n - n_c:]
-                else:
-                    ia, ib, ic = perm[: n // 2], perm[n // 2:], perm[:0]
+                # A trains FitNet, B plays the pool, C judges (objective="value" only);
+                # last round's batch, when given, joins B
+                ia, ib, ic = _split_with_new(perm, new_pos, n,
+                                             self.judge_share if self.objective == "value" else 0.0)
                 x_dev = x.to(device=device, dtype=torch.float32 if x.is_floating_point() else x.dtype)
                 y_dev = y.to(device)
                 ia_d, ib_d = ia.to(device), ib.to(device)
@@ -643,10 +641,11 @@ class AutoAL:
             n_b = len(ib)
             k_b = int(min(max(math.ceil(ratio * n_b), 1), n_b - 1))
             report.k_b = k_b
-            if new_pos is not None and self.credit is not None:  # last round's batch, by what it was worth
+            if new_pos is not None and self.credit is not None and self._pending["picks"] is not None:
+                # last round's batch, by what it was worth
                 with timer("credit"), _threads(self.search_threads, device):
                     self._add_credit(x_dev[new_pos.to(device)], y_dev[new_pos.to(device)], x_c, y_c, report)
-                cfg = self._config(device)
+                cfg = dataclasses.replace(cfg, credit=self.credit_now())
             if new_pos is not None:
                 report.n_new = int(new_pos.numel())
                 self._pending = None
@@ -682,8 +681,6 @@ class AutoAL:
     def _add_credit(self, x_new, y_new, x_c, y_c, report) -> None:
         """Measure last query's batch (now labelled) with FitNet trained on A, judged by C,
         and add it to the running credit."""
-        from .search.bilevel import sample_values
-
         v = sample_values(self.fitnet_, x_new, y_new, x_c, y_c)
         cred, counts = effect_credit(v, self._pending["picks"].to(v.device))
         for j, (g, c) in enumerate(zip(cred.tolist(), counts.tolist())):
@@ -691,8 +688,6 @@ class AutoAL:
                 self._credit_sum[j] += c * g
                 self._credit_count[j] += c
         report.real_credit = dict(zip(self.strategies, cred.tolist()))
-        report.n_new = int(v.numel())
-        self._pending = None
 
     @torch.no_grad()
     def _candidates_on_b(self, labeled, ia, ib, x_a, x_b, k_b, seed) -> Candidates:
@@ -816,7 +811,9 @@ class AutoAL:
             if m:
                 idx = _explore(idx, cand.ranks, m, red)
             # which candidates picked each returned sample: the next fit's new= finds them
-            self._pending = {"ids": idx.cpu(), "picks": _picks_of(idx, cand.picks, red)}
+            # (which candidates picked each, for the credit only: sharded, that costs a collective)
+            self._pending = {"ids": idx.cpu(),
+                             "picks": _picks_of(idx, cand.picks, red) if self.credit is not None else None}
         return QueryResult(indices=idx.to(pool.device), scores=scores, weights=weights,
                            strategies=self.strategies, mc_source=mc_source)
 
@@ -990,7 +987,8 @@ class AutoAL:
             self._credit_count = [float(v) for v in cr["count"]]
             pend = cr.get("pending")
             self._pending = None if pend is None else {"ids": torch.as_tensor(pend["ids"]).long(),
-                                                      "picks": torch.as_tensor(pend["picks"]).bool()}
+                                                      "picks": None if pend.get("picks") is None else
+                                                      torch.as_tensor(pend["picks"]).bool()}
         else:
             self._credit_sum, self._credit_count, self._pending = [0.0] * K, [0.0] * K, None
         self._fitted = fitted
@@ -1003,17 +1001,21 @@ class AutoAL:
 
 
 def _split_with_new(perm, new_pos, n: int, judge_share: float):
-    """(A, B, C) positions: A and C from the samples not in ``new_pos`` (in ``perm``'s
-    order, with the sizes of the plain split where the older samples allow: C about
-    ``judge_share * n``, A half of the rest), B the other older samples plus ``new_pos``."""
+    """(A, B, C) positions of the labeled set in ``perm``'s order. C is about
+    ``judge_share * n`` (at least 2; none when judge_share is 0) and A half of the rest;
+    with ``new_pos`` (None: none), A and C come from the other samples only (both scaled
+    down, at least 2 each, where those are too few) and B is the remaining older
+    samples plus ``new_pos``."""
+    if new_pos is None:
+        new_pos = perm[:0]
     is_new = torch.zeros(n, dtype=torch.bool)
     is_new[new_pos] = True
     old = perm[~is_new[perm]]
-    n_c = max(2, int(round(judge_share * n)))
+    n_c = max(2, int(round(judge_share * n))) if judge_share > 0 else 0
     n_a = (n - n_c) // 2
     if n_a + n_c > old.numel():  # scale both to the older samples, at least 2 each
         scale = old.numel() / (n_a + n_c)
-        n_c = max(2, int(n_c * scale))
+        n_c = max(2, int(n_c * scale)) if n_c else 0
         n_a = max(2, min(old.numel() - n_c, int(n_a * scale)))
     ia, ic = old[:n_a], old[old.numel() - n_c:]
     ib = torch.cat([old[n_a:old.numel() - n_c], new_pos])

@@ -182,6 +182,14 @@ def _weight_share(run: dict) -> list:
     return [rd["info"]["weight_share"] for rd in run["rounds"] if rd.get("info", {}).get("weight_share")]
 
 
+def _finite_mean_se(values) -> tuple:
+    """(count, mean, standard error) of the finite values (NaN where too few)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return (int(v.size), float(v.mean()) if v.size else float("nan"),
+            float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else float("nan"))
+
+
 def _fidelity(oracle_runs: dict) -> dict:
     """Rank agreement of the oracle's real next-round accuracies with AutoAL's simulated
     candidate values recorded in the same rounds (the runs of one oracle label)."""
@@ -202,10 +210,8 @@ def _fidelity(oracle_runs: dict) -> dict:
     if not per_round:
         return {}
     names = sorted(real_sum)
-    pr = np.array(per_round, dtype=np.float64)
-    pr = pr[np.isfinite(pr)]
-    return {"rounds": int(pr.size), "spearman_per_round_mean": float(pr.mean()) if pr.size else float("nan"),
-            "spearman_per_round_se": float(pr.std(ddof=1) / np.sqrt(pr.size)) if pr.size > 1 else float("nan"),
+    count, mean, se = _finite_mean_se(per_round)
+    return {"rounds": count, "spearman_per_round_mean": mean, "spearman_per_round_se": se,
             "spearman_summed": spearman([real_sum[c] for c in names], [sim_sum[c] for c in names]),
             "simulated_summed": {c: sim_sum[c] for c in names},
             "oracle_chosen": {c: sum(rd.get("info", {}).get("chosen") == c for run in oracle_runs.values()
@@ -226,12 +232,9 @@ def _credit_fidelity(label_runs: dict, aubc: dict) -> dict:
     if not finals or len(names) < 3:
         return {}
     real = [float(np.mean(list(aubc[c].values()))) for c in names]
-    per = np.array([spearman([f.get(c, 0.0) for c in names], real) for f in finals.values()], dtype=np.float64)
-    per = per[np.isfinite(per)]
+    count, mean, se = _finite_mean_se([spearman([f.get(c, 0.0) for c in names], real) for f in finals.values()])
     mean_credit = {c: float(np.mean([f.get(c, 0.0) for f in finals.values()])) for c in names}
-    return {"candidates": names, "seeds": int(per.size),
-            "spearman_per_seed_mean": float(per.mean()) if per.size else float("nan"),
-            "spearman_per_seed_se": float(per.std(ddof=1) / np.sqrt(per.size)) if per.size > 1 else float("nan"),
+    return {"candidates": names, "seeds": count, "spearman_per_seed_mean": mean, "spearman_per_seed_se": se,
             "spearman_mean_credit": spearman([mean_credit[c] for c in names], real), "mean_credit": mean_credit}
 
 

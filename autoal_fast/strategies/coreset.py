@@ -198,7 +198,7 @@ def n_anchor_groups(m: int) -> int:
     return max(1, min(m, int(round(4.0 * m ** 0.5))))
 
 
-def anchor_groups(lab: torch.Tensor, groups: int, ext, threads: int = 1):
+def anchor_groups(lab: torch.Tensor, groups: int, ext):
     """Groups of the labeled rows for the pruned init: anchors by farthest-first
     traversal from row 0 (``_C.kcenter_lazy`` over the labeled rows), every row in
     the group of its nearest anchor by a float32 matmul (any assignment is exact:
@@ -275,7 +275,7 @@ def nearest_labeled(x: torch.Tensor, lab: torch.Tensor, prune: str = "auto"):
     xn, bf16 = rows
     nt = torch.get_num_threads()
     groups = n_anchor_groups(m)
-    order, start, anchors, anchor_sq, radius = anchor_groups(lab, groups, ext, nt)
+    order, start, anchors, anchor_sq, radius = anchor_groups(lab, groups, ext)
     g = anchors.shape[0]
     lab_g = lab[order].contiguous()
     args = (lab_g.numpy(), order.numpy(), start.numpy())
@@ -328,15 +328,21 @@ def greedy_setup(x: torch.Tensor, k: int, labeled):
             center_dists=lambda c: center_dists_euclid(store, c, metric),
         )
     if nl:
-        lx = labeled.embeddings
-        rows = rows_per_chunk(4 * d)
-        for lo in range(0, nl, rows):
-            store.x[lo:min(nl, lo + rows)] = lx[lo:lo + rows].to(device=x.device, dtype=torch.float32)
+        _copy_rows_f32(labeled.embeddings, store.x[:nl])
         store.size = nl
         if n:
             mind, assign = nearest_centres(x, store.x[:nl])
             eng.set_initial(mind, assign, nl)
     return store, metric, eng
+
+
+def _copy_rows_f32(src: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Copy the rows of src (any float dtype or device, possibly memmap-backed) into the
+    float32 tensor out, in chunks under ``CHUNK_BYTES``; returns out."""
+    step = rows_per_chunk(4 * src.shape[1])
+    for lo in range(0, src.shape[0], step):
+        out[lo:lo + step] = src[lo:lo + step].to(device=out.device, dtype=torch.float32)
+    return out
 
 
 def _lazy_picks(x: torch.Tensor, k: int, labeled):
@@ -355,10 +361,7 @@ def _lazy_picks(x: torch.Tensor, k: int, labeled):
     nl = 0 if labeled is None else labeled.n_samples
     t0 = time.perf_counter()
     if nl:
-        lab = torch.empty(nl, d, dtype=torch.float32)
-        step = rows_per_chunk(4 * d)
-        for lo in range(0, nl, step):
-            lab[lo:lo + step] = labeled.embeddings[lo:lo + step].to(device="cpu", dtype=torch.float32)
+        lab = _copy_rows_f32(labeled.embeddings, torch.empty(nl, d, dtype=torch.float32))
         mind, assign = nearest_labeled(x, lab)  # pruned where the data allows, else plain
         first = -1
     else:
