@@ -360,7 +360,7 @@ class AutoAL:
                  search_threads=1, compile=False, min_ratio=0.1, entropy_weight=0.1,
                  objective="value", prior="auto", judge_share=1 / 3, inner_lr=0.1, inner_steps=1,
                  first_order=True, per_sample_weights=False, credit=None, credit_weight=1.0, explore=0.1,
-                 recent_in_b=True):
+                 recent_in_b=True, n_splits=1):
         caller = "AutoAL"
         if isinstance(strategies, str):
             strategies = (strategies,)
@@ -429,6 +429,11 @@ class AutoAL:
         self.credit_weight = _check_real(credit_weight, "credit_weight", caller, 0)
         self.explore = _check_real(explore, "explore", caller, 0, 0.5)
         self.recent_in_b = _check_flag(recent_in_b, "recent_in_b", caller)
+        self.n_splits = check_int(n_splits, "n_splits", caller, low=1)
+        if self.n_splits > 1 and not (objective == "value" and self.first_order and self.inner_steps == 1):
+            raise ValueError(f"n_splits > 1 needs the first-order value objective ({caller}): objective='value', "
+                             f"first_order=True, inner_steps=1; got n_splits={n_splits}, objective={objective!r}, "
+                             f"first_order={first_order!r}, inner_steps={inner_steps}")
         self._credit_sum = [0.0] * len(strategies)  # sum over credited samples of their credit
         self._credit_count = [0.0] * len(strategies)
         # the last query: {"ids": (k,) global indices, "picks": (k, K) bool, with credit only}
@@ -524,6 +529,13 @@ class AutoAL:
             if lack:
                 raise ValueError(f"state[{key!r}] lacks {lack} ({caller}): not a dict from AutoAL.state_dict()")
 
+    def _new_fitnet(self, d_feat: int, n_classes: int, device):
+        bb = None if self.backbone is None else copy.deepcopy(self.backbone)
+        net = FitNet(d_feat, n_classes, self.fit_hidden, self.dropout, backbone=bb).to(device)
+        if self.compile:
+            net.compile()
+        return net, torch.optim.Adam(net.parameters(), lr=self.fit_lr)
+
     def _make_nets(self, x_sample: torch.Tensor, n_classes: int, device, fresh_search: bool, fresh_fit: bool):
         K = len(self.strategies)
         if self.backbone is None:
@@ -535,9 +547,7 @@ class AutoAL:
                 d_feat = int(bb(x_sample[:2].to(device)).reshape(min(2, x_sample.shape[0]), -1).shape[1])
             d_in = None
         if fresh_fit:
-            bb = None if self.backbone is None else copy.deepcopy(self.backbone)
-            self.fitnet_ = FitNet(d_feat, n_classes, self.fit_hidden, self.dropout, backbone=bb).to(device)
-            self._opt_fit = torch.optim.Adam(self.fitnet_.parameters(), lr=self.fit_lr)
+            self.fitnet_, self._opt_fit = self._new_fitnet(d_feat, n_classes, device)
         if fresh_search:
             bb = None if self.backbone is None else copy.deepcopy(self.backbone)
             self.searchnet_ = SearchNet(d_feat, K, self.search_hidden, backbone=bb, prior=self.prior,
@@ -546,11 +556,8 @@ class AutoAL:
                 self._opt_search = torch.optim.SGD(self.searchnet_.parameters(), lr=self.search_lr, momentum=0.9)
             else:
                 self._opt_search = torch.optim.Adam(self.searchnet_.parameters(), lr=self.search_lr)
-        if self.compile:  # nn.Module.compile: forward compiled in place, state_dict keys unchanged
-            if fresh_fit:
-                self.fitnet_.compile()
-            if fresh_search:
-                self.searchnet_.compile()
+        if self.compile and fresh_search:  # nn.Module.compile: forward compiled in place, same state_dict keys
+            self.searchnet_.compile()
         return d_in, d_feat
 
     # ------------------------------------------------------------------ fit
@@ -629,7 +636,7 @@ class AutoAL:
                           and self._fitted["x_shape"] == tuple(x.shape[1:]))
             fresh_search = not (self.warm_start and same_shape and self.searchnet_ is not None)
             fresh_fit = not (self.warm_start_fitnet and same_shape and self.fitnet_ is not None)
-            self._make_nets(x_dev, C, device, fresh_search, fresh_fit)
+            _, d_feat = self._make_nets(x_dev, C, device, fresh_search, fresh_fit)
             if self.backbone is None:  # standardise inputs to this round's embeddings
                 self.fitnet_.norm.fit(x_dev)
                 self.searchnet_.norm.fit(x_dev)
@@ -655,10 +662,14 @@ class AutoAL:
                 cand = self._candidates_on_b(labeled, ia_d, ib_d, x_a, x_b, k_b, round_seed)
                 cand_in = cand.inputs().to(device)
                 ranks_b, picks_b = cand.ranks.to(device), cand.picks.to(device)
+            values = None
+            if self.n_splits > 1:  # B's sample values averaged over judges of several (A, C) splits
+                with timer("splits"), _threads(self.search_threads, device):
+                    values = self._values_over_splits(x_dev, y_dev, ib, x_b, y_b, x_c, y_c, d_feat, C, cfg, gen)
             with timer("search"), _threads(self.search_threads, device):
                 alternate(self.fitnet_, self.searchnet_, self._opt_fit, self._opt_search, x_a, y_a, x_b, y_b,
                           cand_in, ranks_b, picks_b, ratio, cfg, gen, report,
-                          x_c=x_c if self.objective == "value" else None, y_c=y_c)
+                          x_c=x_c if self.objective == "value" else None, y_c=y_c, values=values)
             with torch.no_grad():
                 self.searchnet_.eval()
                 w, _ = self.searchnet_(x_b, cand_in, predict_loss=False)
@@ -677,6 +688,28 @@ class AutoAL:
         self.round_ += 1
         self.report_ = report
         return report
+
+    def _values_over_splits(self, x_dev, y_dev, ib, x_b, y_b, x_c, y_c, d_feat, C, cfg, gen) -> torch.Tensor:
+        """``sample_values`` of B averaged over ``n_splits`` judges: this round's FitNet
+        (trained on A) judged by C, and ``n_splits - 1`` fresh FitNets, each trained on
+        another random A drawn from the samples outside B and judged by the matching C.
+        Each split's values are scaled by their mean absolute value before the mean, so
+        no judge counts more for its gradients' scale. B (and so the candidates' picks on
+        it) is the same for every split: only the model and the judge change."""
+        def scaled(v):
+            return v / v.abs().mean().clamp_min(1e-12)
+
+        total = scaled(sample_values(self.fitnet_, x_b, y_b, x_c, y_c))
+        n = x_dev.shape[0]
+        for _ in range(self.n_splits - 1):
+            ia, _, ic = _split_with_new(torch.randperm(n, generator=gen), ib.cpu(), n, self.judge_share)
+            ia, ic = ia.to(x_dev.device), ic.to(x_dev.device)
+            net, opt = self._new_fitnet(d_feat, C, x_dev.device)
+            if self.backbone is None:
+                net.norm.fit(x_dev)
+            pretrain_fitnet(net, opt, x_dev[ia], y_dev[ia], cfg.pretrain_steps, cfg.batch_size, gen)
+            total = total + scaled(sample_values(net, x_b, y_b, x_dev[ic], y_dev[ic]))
+        return total / self.n_splits
 
     def _add_credit(self, x_new, y_new, x_c, y_c, report) -> None:
         """Measure last query's batch (now labelled) with FitNet trained on A, judged by C,

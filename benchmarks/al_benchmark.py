@@ -96,6 +96,14 @@ VARIANTS = {
     "autoal_credit_noexplore": ("autoal", {"autoal": {"objective": "value", "prior": "margin+badge",
                                                       "per_sample_weights": False, "credit": "effect",
                                                       "credit_weight": 1.0, "explore": 0.0}}),
+    # the defaults with B's sample values averaged over the judges of 4 (A, C) splits (issue 11, item 2)
+    "autoal_splits4": ("autoal", {"autoal": {"objective": "value", "prior": "margin+badge",
+                                             "per_sample_weights": False, "recent_in_b": True,
+                                             "explore": 0.1, "n_splits": 4}}),
+    # the defaults with the exact one-step unroll (its second-order term sees the batch's redundancy)
+    "autoal_exact": ("autoal", {"autoal": {"objective": "value", "prior": "margin+badge",
+                                           "per_sample_weights": False, "recent_in_b": True,
+                                           "explore": 0.1, "first_order": False}}),
     # control: each round margin's or badge's batch by a seeded coin (a choice with no information)
     "coin_margin_badge": ("coin", {"candidates": ("margin", "badge")}),
 }

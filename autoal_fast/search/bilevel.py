@@ -314,12 +314,14 @@ def _prior_penalty(w: torch.Tensor, prior: torch.Tensor | None) -> torch.Tensor:
 
 def alternate(fitnet, searchnet, opt_fit, opt_search, x_a, y_a, x_b, y_b, cand_b, ranks_b, picks_b,
               ratio: float, cfg: SearchConfig, gen: torch.Generator, report: FitReport,
-              x_c=None, y_c=None) -> None:
+              x_c=None, y_c=None, values=None) -> None:
     """The alternating steps; appends per-step figures to ``report``.
 
     cand_b: (n_b, 2K) SearchNet's candidate inputs; ranks_b, picks_b: (n_b, K).
     ``objective="value"`` needs the judge set (``x_c``, ``y_c``); FitNet's own step is
     then CE on A only, so that B and C stay unseen by the model that judges them.
+    ``values`` (n_b,): B's per-sample values for the first-order value objective, instead
+    of ``sample_values`` of this FitNet on C (``AutoAL(n_splits=...)`` averages judges).
     """
     fitnet.train()
     searchnet.train()
@@ -338,7 +340,9 @@ def alternate(fitnet, searchnet, opt_fit, opt_search, x_a, y_a, x_b, y_b, cand_b
                            "soft_count", "topk_count")}
     k_full = None
     first_order = value_mode and cfg.first_order and cfg.inner_steps == 1
-    v_all = sample_values(fitnet, x_b, y_b, x_c, y_c) if first_order else None
+    if values is not None and not first_order:
+        raise ValueError("values are for the first-order value objective only")
+    v_all = (values if values is not None else sample_values(fitnet, x_b, y_b, x_c, y_c)) if first_order else None
     report.sample_values = v_all
     for _ in range(cfg.search_steps):
         idx = _batch(n_b, cfg.batch_size, gen, x_b.device)
