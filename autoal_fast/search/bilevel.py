@@ -323,10 +323,13 @@ def alternate(fitnet, searchnet, opt_fit, opt_search, x_a, y_a, x_b, y_b, cand_b
     ``values`` (n_b,): B's per-sample values for the first-order value objective, instead
     of ``sample_values`` of this FitNet on C (``AutoAL(n_splits=...)`` averages judges).
     """
+    value_mode = cfg.objective == "value"
+    first_order = value_mode and cfg.first_order and cfg.inner_steps == 1
+    if values is not None and not first_order:
+        raise ValueError("values are for the first-order value objective only")
     fitnet.train()
     searchnet.train()
     n_b = x_b.shape[0]
-    value_mode = cfg.objective == "value"
     if value_mode and x_c is None:
         raise ValueError("objective='value' needs the judge set x_c, y_c")
     prior = None if cfg.prior is None else torch.as_tensor(cfg.prior, dtype=torch.float32, device=x_b.device)
@@ -339,9 +342,6 @@ def alternate(fitnet, searchnet, opt_fit, opt_search, x_a, y_a, x_b, y_b, cand_b
                            "grad_norm_search", "grad_norm_loss_head", "grad_norm_fit",
                            "soft_count", "topk_count")}
     k_full = None
-    first_order = value_mode and cfg.first_order and cfg.inner_steps == 1
-    if values is not None and not first_order:
-        raise ValueError("values are for the first-order value objective only")
     v_all = (values if values is not None else sample_values(fitnet, x_b, y_b, x_c, y_c)) if first_order else None
     report.sample_values = v_all
     for _ in range(cfg.search_steps):
