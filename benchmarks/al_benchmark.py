@@ -104,6 +104,14 @@ VARIANTS = {
     "autoal_exact": ("autoal", {"autoal": {"objective": "value", "prior": "margin+badge",
                                            "per_sample_weights": False, "recent_in_b": True,
                                            "explore": 0.1, "first_order": False}}),
+    # the defaults with the batch made of each candidate's own best-ranked samples by its weight's share
+    "autoal_shares": ("autoal", {"autoal": {"objective": "value", "prior": "margin+badge",
+                                            "per_sample_weights": False, "recent_in_b": True,
+                                            "explore": 0.1, "batch": "shares"}}),
+    # its prior, frozen: half margin's own ranking, half badge's, and the exploration share
+    "autoal_prior_shares": ("autoal", {"autoal": {"prior": "margin+badge", "search_steps": 0,
+                                                  "per_sample_weights": False, "explore": 0.1,
+                                                  "batch": "shares"}}),
     # control: each round margin's or badge's batch by a seeded coin (a choice with no information)
     "coin_margin_badge": ("coin", {"candidates": ("margin", "badge")}),
 }
