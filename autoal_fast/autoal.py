@@ -318,7 +318,10 @@ class AutoAL:
         candidate contributes its own best-ranked samples in proportion to its weight
         (largest remainder; round-robin, a sample two candidates rank counts once), so
         that a search unsure between two candidates hedges between their batches
-        (needs ``per_sample_weights=False``).
+        (needs ``per_sample_weights=False``). Measured (5 paired seeds, README ablation),
+        "shares" against "score": +0.0029 +- 0.0018 AUBC on Fashion-MNIST at 100 + 10 x
+        100, level at 1000 + 5 x 1000, -0.0048 +- 0.0074 on digits and -0.0139 +- 0.0029
+        on MNIST-1D (0/5), so "score".
     warm_start : bool, default=True
         Carry SearchNet, its loss head and its optimiser over to the next ``fit``.
     warm_start_fitnet : bool, default=False
