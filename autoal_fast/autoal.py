@@ -311,6 +311,13 @@ class AutoAL:
         Measured with 4 (README, ablation; 5 paired seeds, AUBC against one split): digits
         -0.0013 +- 0.0028, Fashion-MNIST -0.0013 +- 0.0041 (100 + 10 x 100) and +0.0002 +-
         0.0005 (1000 + 5 x 1000), MNIST-1D -0.0067 +- 0.0062: no better, so 1.
+    sample_value : {"dot", "cosine"}, default="dot"
+        With the first-order value objective (and the credit): a sample's value is the
+        alignment ``<grad l_i, grad L_C>`` ("dot", the first-order change of C's loss) or its
+        cosine ("cosine"), which drops the size of the sample's gradient: large gradients
+        come from samples FitNet fits worst (outliers, ambiguous samples), the bias the
+        issue found in the max-loss objective, and in the data-valuation literature
+        normalised gradient similarity is used against it.
     batch : {"score", "shares"}, default="score"
         How the query assembles the k - ``round(explore * k)`` samples before the
         exploration share. "score": the top of the aggregated score (the paper's; with
@@ -383,7 +390,7 @@ class AutoAL:
                  search_threads=1, compile=False, min_ratio=0.1, entropy_weight=0.1,
                  objective="value", prior="auto", judge_share=1 / 3, inner_lr=0.1, inner_steps=1,
                  first_order=True, per_sample_weights=False, credit=None, credit_weight=1.0, explore=0.1,
-                 recent_in_b=True, n_splits=1, batch="score"):
+                 recent_in_b=True, n_splits=1, batch="score", sample_value="dot"):
         caller = "AutoAL"
         if isinstance(strategies, str):
             strategies = (strategies,)
@@ -458,6 +465,9 @@ class AutoAL:
         if batch == "shares" and self.per_sample_weights:
             raise ValueError(f"batch='shares' needs one weight vector ({caller}): per_sample_weights=False")
         self.batch = batch
+        if sample_value not in ("dot", "cosine"):
+            raise ValueError(f"sample_value must be 'dot' or 'cosine' ({caller}); got {sample_value!r}")
+        self.sample_value = sample_value
         if self.n_splits > 1 and not (objective == "value" and self.first_order and self.inner_steps == 1):
             raise ValueError(f"n_splits > 1 needs the first-order value objective ({caller}): objective='value', "
                              f"first_order=True, inner_steps=1; got n_splits={n_splits}, objective={objective!r}, "
@@ -485,6 +495,7 @@ class AutoAL:
             rank_mix=self.rank_mix, count_weight=self.count_weight, rank_weight=self.rank_weight,
             entropy_weight=self.entropy_weight, objective=self.objective, inner_lr=self.inner_lr,
             inner_steps=self.inner_steps, prior=self.prior, first_order=self.first_order,
+            sample_value=self.sample_value,
             credit=self.credit_now() if self.credit is not None else None, credit_weight=self.credit_weight,
         )
 
@@ -727,7 +738,8 @@ class AutoAL:
         def scaled(v):
             return v / v.abs().mean().clamp_min(1e-12)
 
-        total = scaled(sample_values(self.fitnet_, x_b, y_b, x_c, y_c))
+        cos = self.sample_value == "cosine"
+        total = scaled(sample_values(self.fitnet_, x_b, y_b, x_c, y_c, cosine=cos))
         n = x_dev.shape[0]
         for _ in range(self.n_splits - 1):
             ia, _, ic = _split_with_new(torch.randperm(n, generator=gen), ib.cpu(), n, self.judge_share)
@@ -736,13 +748,13 @@ class AutoAL:
             if self.backbone is None:
                 net.norm.fit(x_dev)
             pretrain_fitnet(net, opt, x_dev[ia], y_dev[ia], cfg.pretrain_steps, cfg.batch_size, gen)
-            total = total + scaled(sample_values(net, x_b, y_b, x_dev[ic], y_dev[ic]))
+            total = total + scaled(sample_values(net, x_b, y_b, x_dev[ic], y_dev[ic], cosine=cos))
         return total / self.n_splits
 
     def _add_credit(self, x_new, y_new, x_c, y_c, report) -> None:
         """Measure last query's batch (now labelled) with FitNet trained on A, judged by C,
         and add it to the running credit."""
-        v = sample_values(self.fitnet_, x_new, y_new, x_c, y_c)
+        v = sample_values(self.fitnet_, x_new, y_new, x_c, y_c, cosine=self.sample_value == "cosine")
         cred, counts = effect_credit(v, self._pending["picks"].to(v.device))
         for j, (g, c) in enumerate(zip(cred.tolist(), counts.tolist())):
             if c > 0 and math.isfinite(g):

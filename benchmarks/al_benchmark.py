@@ -112,6 +112,10 @@ VARIANTS = {
     "autoal_prior_shares": ("autoal", {"autoal": {"prior": "margin+badge", "search_steps": 0,
                                                   "per_sample_weights": False, "explore": 0.1,
                                                   "batch": "shares"}}),
+    # the defaults with each sample's value the cosine of its gradient with the judge's
+    "autoal_cosine": ("autoal", {"autoal": {"objective": "value", "prior": "margin+badge",
+                                            "per_sample_weights": False, "recent_in_b": True,
+                                            "explore": 0.1, "sample_value": "cosine"}}),
     # control: each round margin's or badge's batch by a seeded coin (a choice with no information)
     "coin_margin_badge": ("coin", {"candidates": ("margin", "badge")}),
 }

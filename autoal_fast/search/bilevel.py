@@ -55,6 +55,9 @@ class SearchConfig:
     #: alignment ``v_i = <grad l_i, grad L_C>`` computed once per split with FitNet
     #: fixed, so that a step costs no double backward (see ``sample_values``).
     first_order: bool = True
+    #: With the first-order value: "dot" (the alignment) or "cosine" (its cosine; see
+    #: ``sample_values``).
+    sample_value: str = "dot"
     #: Prior strategy weights (K,) that SearchNet starts from and is pulled back to by
     #: ``entropy_weight * KL(W(x) || prior)``; None is uniform (then the term is the
     #: entropy bonus of the first build, up to a constant).
@@ -215,7 +218,7 @@ def selection_value(fitnet, s, x_b, y_b, x_c, y_c, inner_lr: float, inner_steps:
     return base - judged, base
 
 
-def sample_values(fitnet, x_b, y_b, x_c, y_c, chunk: int = 256) -> torch.Tensor:
+def sample_values(fitnet, x_b, y_b, x_c, y_c, chunk: int = 256, cosine: bool = False) -> torch.Tensor:
     """Per-sample value ``v_i = <grad_theta l_i(theta), grad_theta L_C(theta)>`` of B, shape (n_b,).
 
     The first-order form of ``selection_value`` with one step: as ``inner_lr -> 0``,
@@ -223,7 +226,10 @@ def sample_values(fitnet, x_b, y_b, x_c, y_c, chunk: int = 256) -> torch.Tensor:
     selection (GLISTER's and Ren et al.'s alignment of a sample's loss gradient with
     the judge's). FitNet in eval mode, its parameters untouched; per-sample gradients
     by ``torch.func.vmap(grad)``, ``chunk`` samples at a time (memory: chunk x the
-    number of FitNet's parameters).
+    number of FitNet's parameters). ``cosine``: the alignment's cosine instead,
+    ``v_i / (||grad l_i|| ||grad L_C||)`` (0 for a zero gradient), which leaves out how large a
+    sample's gradient is (how badly FitNet fits it) and keeps only whether it points where the
+    judge's does.
     """
     from torch.func import functional_call, grad, vmap
 
@@ -240,11 +246,16 @@ def sample_values(fitnet, x_b, y_b, x_c, y_c, chunk: int = 256) -> torch.Tensor:
         out = functional_call(fitnet, (p, buffers), (x[None],))
         return F.cross_entropy(out, y[None])
 
+    norm_c = torch.sqrt(sum(gc.pow(2).sum() for gc in g_c))
     per_grad = vmap(grad(one), in_dims=(None, 0, 0))
     out = torch.empty(x_b.shape[0], dtype=torch.float32, device=x_b.device)
     for lo in range(0, x_b.shape[0], chunk):
         g = per_grad(params, x_b[lo:lo + chunk], y_b[lo:lo + chunk])
         v = sum((gi.reshape(gi.shape[0], -1) * gc.reshape(1, -1)).sum(1) for gi, gc in zip(g.values(), g_c))
+        if cosine:
+            norm_i = torch.sqrt(sum(gi.reshape(gi.shape[0], -1).pow(2).sum(1) for gi in g.values()))
+            denom = norm_i * norm_c
+            v = torch.where(denom > 0, v / denom.clamp_min(torch.finfo(v.dtype).tiny), torch.zeros_like(v))
         out[lo:lo + chunk] = v.to(torch.float32)
     fitnet.train(was_training)
     return out
@@ -342,7 +353,10 @@ def alternate(fitnet, searchnet, opt_fit, opt_search, x_a, y_a, x_b, y_b, cand_b
                            "grad_norm_search", "grad_norm_loss_head", "grad_norm_fit",
                            "soft_count", "topk_count")}
     k_full = None
-    v_all = (values if values is not None else sample_values(fitnet, x_b, y_b, x_c, y_c)) if first_order else None
+    v_all = None
+    if first_order:
+        v_all = values if values is not None else sample_values(fitnet, x_b, y_b, x_c, y_c,
+                                                                cosine=cfg.sample_value == "cosine")
     report.sample_values = v_all
     for _ in range(cfg.search_steps):
         idx = _batch(n_b, cfg.batch_size, gen, x_b.device)

@@ -1,6 +1,8 @@
 """The literal bi-level objective (objective="value"): the value of a soft selection is C's
 loss drop after FitNet learns it; its gradient, the prior on SearchNet's weights, and AutoAL
 with both."""
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -264,3 +266,43 @@ def test_the_auto_prior_frozen_queries_badges_own_batch():
     badge = set(torch.nonzero(cand.picks[:, 1]).flatten().tolist())
     margin = set(torch.nonzero(cand.picks[:, 0]).flatten().tolist())
     assert set(res.indices.tolist()) == badge and margin != badge
+
+
+@pytest.mark.parametrize("n,chunk", [(6, 4), (1, 256), (0, 8)])
+def test_cosine_sample_values_match_a_plain_loop(n, chunk):
+    """sample_values(cosine=True) against per-sample autograd in float64: the dot of each
+    sample's loss gradient with the judge's over both norms, in [-1, 1]; the dot form is
+    the same numerator."""
+    from autoal_fast.search.bilevel import sample_values
+
+    net, xb, yb, xc, yc, _ = _tiny(3, n_b=max(n, 1))
+    xb, yb = xb[:n], yb[:n]
+    got = sample_values(net, xb, yb, xc, yc, chunk=chunk, cosine=True).to(torch.float64)
+    dot = sample_values(net, xb, yb, xc, yc, chunk=chunk).to(torch.float64)
+    net64 = copy.deepcopy(net).double().eval()
+    params = list(net64.parameters())
+    g_c = torch.autograd.grad(F.cross_entropy(net64(xc.double()), yc), params)
+    g_c = torch.cat([g.flatten() for g in g_c])
+    want, want_dot = [], []
+    for i in range(n):
+        g_i = torch.autograd.grad(F.cross_entropy(net64(xb[i:i + 1].double()), yb[i:i + 1]), params)
+        g_i = torch.cat([g.flatten() for g in g_i])
+        want_dot.append(float(g_i @ g_c))
+        want.append(float(g_i @ g_c / (g_i.norm() * g_c.norm())))
+    assert got.shape == (n,)
+    torch.testing.assert_close(got, torch.tensor(want, dtype=torch.float64), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(dot, torch.tensor(want_dot, dtype=torch.float64), rtol=1e-4, atol=1e-6)
+    assert bool((got.abs() <= 1 + 1e-5).all())
+
+
+def test_cosine_value_search_runs_and_is_checked():
+    lab, y = _lab()
+    al = aaf.AutoAL(strategies=("entropy", "margin"), seed=1, sample_value="cosine", pretrain_steps=10,
+                    search_steps=6)
+    rep = al.fit(lab, y, k=5, n_pool=50)
+    assert np.isfinite(rep.value).all() and bool((rep.sample_values.abs() <= 1 + 1e-5).all())
+    dot = aaf.AutoAL(strategies=("entropy", "margin"), seed=1, pretrain_steps=10, search_steps=6).fit(
+        lab, y, k=5, n_pool=50)
+    assert not torch.equal(dot.sample_values, rep.sample_values)
+    with pytest.raises(ValueError, match="sample_value must be 'dot' or 'cosine'"):
+        aaf.AutoAL(sample_value="l2")
