@@ -317,7 +317,10 @@ class AutoAL:
         cosine ("cosine"), which drops the size of the sample's gradient: large gradients
         come from samples FitNet fits worst (outliers, ambiguous samples), the bias the
         issue found in the max-loss objective, and in the data-valuation literature
-        normalised gradient similarity is used against it.
+        normalised gradient similarity is used against it. Measured (5 paired seeds, README
+        ablation), "cosine" against "dot": -0.0054 +- 0.0043 AUBC on digits, -0.0021 +-
+        0.0027 and +0.0021 +- 0.0019 on the two Fashion-MNIST settings, -0.0150 +- 0.0072 on
+        MNIST-1D, so "dot".
     batch : {"score", "shares"}, default="score"
         How the query assembles the k - ``round(explore * k)`` samples before the
         exploration share. "score": the top of the aggregated score (the paper's; with
