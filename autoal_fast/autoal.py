@@ -115,6 +115,13 @@ def _as_prior(prior, strategies, caller):
     return tuple(v / tot for v in vals)
 
 
+def _check_choice(value, name, choices, caller):
+    """``value`` when it is one of ``choices``; else a ValueError naming them."""
+    if value not in choices:
+        raise ValueError(f"{name} must be {' or '.join(map(repr, choices))} ({caller}); got {value!r}")
+    return value
+
+
 def _check_flag(value, name, caller) -> bool:
     """A bool (numpy's too), or the ints 0 and 1; a string such as "False" raises."""
     if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)) and value in (0, 1):
@@ -415,9 +422,7 @@ class AutoAL:
         self.search_steps = check_int(search_steps, "search_steps", caller, low=0)
         self.fit_lr = _check_real(fit_lr, "fit_lr", caller, 0, low_open=True)
         self.search_lr = _check_real(search_lr, "search_lr", caller, 0, low_open=True)
-        if search_optimizer not in ("sgd", "adam"):
-            raise ValueError(f"search_optimizer must be 'sgd' or 'adam' ({caller}); got {search_optimizer!r}")
-        self.search_optimizer = search_optimizer
+        self.search_optimizer = _check_choice(search_optimizer, "search_optimizer", ("sgd", "adam"), caller)
         self.temperature = _check_real(temperature, "temperature", caller, 0, low_open=True)
         self.theta = _check_real(theta, "theta", caller)
         self.rank_mix = _check_real(rank_mix, "rank_mix", caller, 0, 1)
@@ -433,9 +438,7 @@ class AutoAL:
         self.ratio = None if ratio is None else _check_real(ratio, "ratio", caller, 0, 0.5, low_open=True)
         self.warm_start = _check_flag(warm_start, "warm_start", caller)
         self.warm_start_fitnet = _check_flag(warm_start_fitnet, "warm_start_fitnet", caller)
-        if mc_head not in ("fitnet", None):
-            raise ValueError(f"mc_head must be 'fitnet' or None ({caller}); got {mc_head!r}")
-        self.mc_head = mc_head
+        self.mc_head = _check_choice(mc_head, "mc_head", ("fitnet", None), caller)
         if backbone is not None and not isinstance(backbone, nn.Module):
             raise TypeError(f"backbone must be a torch.nn.Module ({caller}); got {type(backbone).__name__}")
         self.backbone = backbone
@@ -444,33 +447,25 @@ class AutoAL:
         self.compile = _check_flag(compile, "compile", caller)
         self.min_ratio = _check_real(min_ratio, "min_ratio", caller, 0, 0.5)
         self.entropy_weight = _check_real(entropy_weight, "entropy_weight", caller, 0)
-        if objective not in ("max_loss", "value"):
-            raise ValueError(f"objective must be 'max_loss' or 'value' ({caller}); got {objective!r}")
-        self.objective = objective
+        self.objective = _check_choice(objective, "objective", ("max_loss", "value"), caller)
         self.prior = _as_prior(prior, strategies, caller)
         self.judge_share = _check_real(judge_share, "judge_share", caller, 0, 0.5, low_open=True)
         self.inner_lr = _check_real(inner_lr, "inner_lr", caller, 0, low_open=True)
         self.inner_steps = check_int(inner_steps, "inner_steps", caller, low=1)
         self.first_order = bool(first_order)
         self.per_sample_weights = bool(per_sample_weights)
-        if credit not in (None, "effect"):
-            raise ValueError(f"credit must be None or 'effect' ({caller}); got {credit!r}")
+        self.credit = _check_choice(credit, "credit", (None, "effect"), caller)
         if credit is not None and objective != "value":
             raise ValueError(f"credit='effect' needs objective='value' ({caller}): a sample's value is "
                              f"measured against the judge set C; got objective={objective!r}")
-        self.credit = credit
         self.credit_weight = _check_real(credit_weight, "credit_weight", caller, 0)
         self.explore = _check_real(explore, "explore", caller, 0, 0.5)
         self.recent_in_b = _check_flag(recent_in_b, "recent_in_b", caller)
         self.n_splits = check_int(n_splits, "n_splits", caller, low=1)
-        if batch not in ("score", "shares"):
-            raise ValueError(f"batch must be 'score' or 'shares' ({caller}); got {batch!r}")
+        self.batch = _check_choice(batch, "batch", ("score", "shares"), caller)
         if batch == "shares" and self.per_sample_weights:
             raise ValueError(f"batch='shares' needs one weight vector ({caller}): per_sample_weights=False")
-        self.batch = batch
-        if sample_value not in ("dot", "cosine"):
-            raise ValueError(f"sample_value must be 'dot' or 'cosine' ({caller}); got {sample_value!r}")
-        self.sample_value = sample_value
+        self.sample_value = _check_choice(sample_value, "sample_value", ("dot", "cosine"), caller)
         if self.n_splits > 1 and not (objective == "value" and self.first_order and self.inner_steps == 1):
             raise ValueError(f"n_splits > 1 needs the first-order value objective ({caller}): objective='value', "
                              f"first_order=True, inner_steps=1; got n_splits={n_splits}, objective={objective!r}, "
@@ -745,7 +740,7 @@ class AutoAL:
         total = scaled(sample_values(self.fitnet_, x_b, y_b, x_c, y_c, cosine=cos))
         n = x_dev.shape[0]
         for _ in range(self.n_splits - 1):
-            ia, _, ic = _split_with_new(torch.randperm(n, generator=gen), ib.cpu(), n, self.judge_share)
+            ia, _, ic = _split_with_new(torch.randperm(n, generator=gen), ib, n, self.judge_share)
             ia, ic = ia.to(x_dev.device), ic.to(x_dev.device)
             net, opt = self._new_fitnet(d_feat, C, x_dev.device)
             if self.backbone is None:
@@ -884,15 +879,15 @@ class AutoAL:
                                                   caller), caller)
             m = int(round(self.explore * k))
             if self.batch == "shares":  # each candidate's best-ranked samples, by its weight's share of k - m
-                shares = torch.softmax(fwd.weight_head.bias.detach().float().cpu(), dim=0)
+                shares = fwd.global_weights().detach().float().cpu()
                 idx = _round_robin(torch.empty(0, dtype=torch.long, device=scores.device), cand.ranks,
                                    _quotas(shares, k - m), red)
             else:
                 idx = red.topk(scores, k - m)
             if m:
                 idx = _explore(idx, cand.ranks, m, red)
-            # which candidates picked each returned sample: the next fit's new= finds them
-            # (which candidates picked each, for the credit only: sharded, that costs a collective)
+            # the returned ids, for the next fit's new=; which candidates picked each, for the
+            # credit only (sharded, that costs a collective)
             self._pending = {"ids": idx.cpu(),
                              "picks": _picks_of(idx, cand.picks, red) if self.credit is not None else None}
         return QueryResult(indices=idx.to(pool.device), scores=scores, weights=weights,

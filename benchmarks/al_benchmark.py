@@ -48,6 +48,12 @@ CANDIDATES8 = ("entropy", "margin", "least_confidence", "var_ratio", "bald", "me
 
 PAPER7 = ("entropy", "margin", "least_confidence", "var_ratio", "bald", "mean_std", "kmeans")
 
+#: AutoAL's defaults since issue 11's exploration share, named in full: value objective, margin +
+#: badge prior, one weight vector, last round's batch in B, 10% of each batch round-robin over the
+#: candidates. The variants below that start from them add one setting each.
+_DEFAULTS_NOW = {"objective": "value", "prior": "margin+badge", "per_sample_weights": False,
+                 "recent_in_b": True, "explore": 0.1}
+
 #: label -> (strategy, extra ExperimentConfig fields). Plain strategies map to themselves
 #: (their candidates, for albl and oracle: CANDIDATES8). Every AutoAL variant names its
 #: settings in full, so a folder never depends on AutoAL's defaults of the day.
@@ -81,11 +87,8 @@ VARIANTS = {
     "autoal_credit": ("autoal", {"autoal": {"objective": "value", "prior": "margin+badge",
                                             "per_sample_weights": False, "credit": "effect",
                                             "credit_weight": 1.0, "explore": 0.1}}),
-    # AutoAL's defaults since issue 11's exploration share: value objective, margin + badge prior,
-    # one weight vector, last round's batch in B, 10% of each batch round-robin over the candidates
-    "autoal_recent_explore": ("autoal", {"autoal": {"objective": "value", "prior": "margin+badge",
-                                                    "per_sample_weights": False, "recent_in_b": True,
-                                                    "explore": 0.1}}),
+    # AutoAL's defaults since issue 11's exploration share
+    "autoal_recent_explore": ("autoal", {"autoal": dict(_DEFAULTS_NOW)}),
     # the exploration share with the plain split (no credit, last round's batch not put in B)
     "autoal_explore_plain": ("autoal", {"autoal": {"objective": "value", "prior": "margin+badge",
                                                    "per_sample_weights": False, "explore": 0.1}}),
@@ -97,25 +100,17 @@ VARIANTS = {
                                                       "per_sample_weights": False, "credit": "effect",
                                                       "credit_weight": 1.0, "explore": 0.0}}),
     # the defaults with B's sample values averaged over the judges of 4 (A, C) splits (issue 11, item 2)
-    "autoal_splits4": ("autoal", {"autoal": {"objective": "value", "prior": "margin+badge",
-                                             "per_sample_weights": False, "recent_in_b": True,
-                                             "explore": 0.1, "n_splits": 4}}),
+    "autoal_splits4": ("autoal", {"autoal": dict(_DEFAULTS_NOW, n_splits=4)}),
     # the defaults with the exact one-step unroll (its second-order term sees the batch's redundancy)
-    "autoal_exact": ("autoal", {"autoal": {"objective": "value", "prior": "margin+badge",
-                                           "per_sample_weights": False, "recent_in_b": True,
-                                           "explore": 0.1, "first_order": False}}),
+    "autoal_exact": ("autoal", {"autoal": dict(_DEFAULTS_NOW, first_order=False)}),
     # the defaults with the batch made of each candidate's own best-ranked samples by its weight's share
-    "autoal_shares": ("autoal", {"autoal": {"objective": "value", "prior": "margin+badge",
-                                            "per_sample_weights": False, "recent_in_b": True,
-                                            "explore": 0.1, "batch": "shares"}}),
+    "autoal_shares": ("autoal", {"autoal": dict(_DEFAULTS_NOW, batch="shares")}),
     # its prior, frozen: half margin's own ranking, half badge's, and the exploration share
     "autoal_prior_shares": ("autoal", {"autoal": {"prior": "margin+badge", "search_steps": 0,
                                                   "per_sample_weights": False, "explore": 0.1,
                                                   "batch": "shares"}}),
     # the defaults with each sample's value the cosine of its gradient with the judge's
-    "autoal_cosine": ("autoal", {"autoal": {"objective": "value", "prior": "margin+badge",
-                                            "per_sample_weights": False, "recent_in_b": True,
-                                            "explore": 0.1, "sample_value": "cosine"}}),
+    "autoal_cosine": ("autoal", {"autoal": dict(_DEFAULTS_NOW, sample_value="cosine")}),
     # control: each round margin's or badge's batch by a seeded coin (a choice with no information)
     "coin_margin_badge": ("coin", {"candidates": ("margin", "badge")}),
 }

@@ -125,8 +125,12 @@ class SearchNet(nn.Module):
         if self.per_sample:
             w = torch.softmax(self.weight_head(h), dim=1)
         else:
-            w = torch.softmax(self.weight_head.bias, dim=0).expand(h.shape[0], -1)
+            w = self.global_weights().expand(h.shape[0], -1)
         return w, (self.loss_head(h).squeeze(1) if predict_loss else None)
+
+    def global_weights(self) -> torch.Tensor:
+        """The one weight vector (K,) of ``per_sample=False``: ``softmax(bias)``."""
+        return torch.softmax(self.weight_head.bias, dim=0)
 
     def search_parameters(self):
         """Parameters of the trunk and the weight head (the loss head is reported apart)."""

@@ -8,6 +8,8 @@ import autoal_fast as aaf
 from autoal_fast.autoal import _quotas, _round_robin
 from autoal_fast.distributed import LocalReducer
 
+from test_credit import _toy
+
 
 def _plain_quotas(shares, total):
     s = np.asarray(shares, dtype=np.float64)
@@ -57,12 +59,6 @@ def test_round_robin_matches_plain(n, start, quotas, seed):
     got = _round_robin(idx, ranks, quotas, red)
     assert got.tolist() == _plain_round_robin(idx.tolist(), ranks, quotas)
     assert torch.unique(got).numel() == got.numel() == start + sum(quotas)
-
-
-def _toy(n, seed):
-    g = torch.Generator().manual_seed(seed)
-    return aaf.PoolOutputs(torch.randn(n, 3, generator=g), torch.randn(n, 6, generator=g)), \
-        torch.randint(0, 3, (n,), generator=g)
 
 
 def test_shares_query_hedges_between_the_prior_candidates():
