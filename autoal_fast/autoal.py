@@ -400,7 +400,7 @@ class AutoAL:
                  search_threads=1, compile=False, min_ratio=0.1, entropy_weight=0.1,
                  objective="value", prior="auto", judge_share=1 / 3, inner_lr=0.1, inner_steps=1,
                  first_order=True, per_sample_weights=False, credit=None, credit_weight=1.0, explore=0.1,
-                 recent_in_b=True, n_splits=1, batch="score", sample_value="dot"):
+                 recent_in_b=True, n_splits=1, batch="score", sample_value="dot", diverse_factor=10.0):
         caller = "AutoAL"
         if isinstance(strategies, str):
             strategies = (strategies,)
@@ -462,7 +462,8 @@ class AutoAL:
         self.explore = _check_real(explore, "explore", caller, 0, 0.5)
         self.recent_in_b = _check_flag(recent_in_b, "recent_in_b", caller)
         self.n_splits = check_int(n_splits, "n_splits", caller, low=1)
-        self.batch = _check_choice(batch, "batch", ("score", "shares"), caller)
+        self.batch = _check_choice(batch, "batch", ("score", "shares", "diverse"), caller)
+        self.diverse_factor = _check_real(diverse_factor, "diverse_factor", caller, 1)
         if batch == "shares" and self.per_sample_weights:
             raise ValueError(f"batch='shares' needs one weight vector ({caller}): per_sample_weights=False")
         self.sample_value = _check_choice(sample_value, "sample_value", ("dot", "cosine"), caller)
@@ -839,6 +840,8 @@ class AutoAL:
                                  f"had {C} ({caller})")
             if labeled is not None:
                 check_pool(labeled, caller, "labeled")
+            if self.batch == "diverse" and pool.embeddings is None:
+                raise ValueError(f"batch='diverse' needs pool.embeddings ({caller}): its k-means runs on them")
             x = self._features(pool, features, caller, "pool")
             if tuple(x.shape[1:]) != self._fitted["x_shape"]:
                 raise ValueError(f"pool features have shape (n, {', '.join(map(str, x.shape[1:]))}) but fit saw "
@@ -882,6 +885,8 @@ class AutoAL:
                 shares = fwd.global_weights().detach().float().cpu()
                 idx = _round_robin(torch.empty(0, dtype=torch.long, device=scores.device), cand.ranks,
                                    _quotas(shares, k - m), red)
+            elif self.batch == "diverse":  # k-means on the embeddings of the top diverse_factor * (k - m)
+                idx = _diverse_top(pool, scores, k - m, self.diverse_factor, seed, red, caller)
             else:
                 idx = red.topk(scores, k - m)
             if m:
@@ -1096,6 +1101,26 @@ def _split_with_new(perm, new_pos, n: int, judge_share: float):
     ia, ic = old[:n_a], old[old.numel() - n_c:]
     ib = torch.cat([old[n_a:old.numel() - n_c], new_pos])
     return ia, ib, ic
+
+
+def _diverse_top(pool: PoolOutputs, scores: torch.Tensor, k: int, factor: float, seed: int, red, caller: str):
+    """k indices: the samples nearest the centroids of k-means (the kmeans strategy, seeded)
+    over the embeddings of the top ``ceil(factor * k)`` of ``scores`` (all of them when fewer),
+    in kmeans' serving order. One process only."""
+    from .strategies import select
+
+    if red.shard is not None:
+        raise ValueError(f"batch='diverse' runs on one process ({caller}): its k-means over the top of the "
+                         f"aggregated score is not sharded; use batch='score' with a process group")
+    if k == 0:
+        return torch.empty(0, dtype=torch.long, device=scores.device)
+    top = red.topk(scores, min(red.n_total, int(math.ceil(factor * k))))
+    if top.numel() <= k:
+        return top
+    rows = top.to(pool.embeddings.device)
+    sub = PoolOutputs(pool.logits[rows.to(pool.logits.device)], pool.embeddings[rows])
+    pick = select("kmeans", sub, k, seed=seed).to(top.device)
+    return top[pick]
 
 
 def _explore(idx, ranks, m: int, red):

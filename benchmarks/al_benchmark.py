@@ -111,6 +111,9 @@ VARIANTS = {
                                                   "batch": "shares"}}),
     # the defaults with each sample's value the cosine of its gradient with the judge's
     "autoal_cosine": ("autoal", {"autoal": dict(_DEFAULTS_NOW, sample_value="cosine")}),
+    # the defaults with the batch's k-means picks among the top 10 (3) x its size by aggregated score
+    "autoal_diverse": ("autoal", {"autoal": dict(_DEFAULTS_NOW, batch="diverse", diverse_factor=10.0)}),
+    "autoal_diverse3": ("autoal", {"autoal": dict(_DEFAULTS_NOW, batch="diverse", diverse_factor=3.0)}),
     # control: each round margin's or badge's batch by a seeded coin (a choice with no information)
     "coin_margin_badge": ("coin", {"candidates": ("margin", "badge")}),
 }
