@@ -462,7 +462,7 @@ class AutoAL:
         self.explore = _check_real(explore, "explore", caller, 0, 0.5)
         self.recent_in_b = _check_flag(recent_in_b, "recent_in_b", caller)
         self.n_splits = check_int(n_splits, "n_splits", caller, low=1)
-        self.batch = _check_choice(batch, "batch", ("score", "shares", "diverse"), caller)
+        self.batch = _check_choice(batch, "batch", ("score", "shares", "diverse", "cluster_top"), caller)
         self.diverse_factor = _check_real(diverse_factor, "diverse_factor", caller, 1)
         if batch == "shares" and self.per_sample_weights:
             raise ValueError(f"batch='shares' needs one weight vector ({caller}): per_sample_weights=False")
@@ -840,8 +840,8 @@ class AutoAL:
                                  f"had {C} ({caller})")
             if labeled is not None:
                 check_pool(labeled, caller, "labeled")
-            if self.batch == "diverse" and pool.embeddings is None:
-                raise ValueError(f"batch='diverse' needs pool.embeddings ({caller}): its k-means runs on them")
+            if self.batch in ("diverse", "cluster_top") and pool.embeddings is None:
+                raise ValueError(f"batch={self.batch!r} needs pool.embeddings ({caller}): its k-means runs on them")
             x = self._features(pool, features, caller, "pool")
             if tuple(x.shape[1:]) != self._fitted["x_shape"]:
                 raise ValueError(f"pool features have shape (n, {', '.join(map(str, x.shape[1:]))}) but fit saw "
@@ -885,8 +885,9 @@ class AutoAL:
                 shares = fwd.global_weights().detach().float().cpu()
                 idx = _round_robin(torch.empty(0, dtype=torch.long, device=scores.device), cand.ranks,
                                    _quotas(shares, k - m), red)
-            elif self.batch == "diverse":  # k-means on the embeddings of the top diverse_factor * (k - m)
-                idx = _diverse_top(pool, scores, k - m, self.diverse_factor, seed, red, caller)
+            elif self.batch in ("diverse", "cluster_top"):  # k-means over the top diverse_factor * (k - m)
+                idx = _diverse_top(pool, scores, k - m, self.diverse_factor, seed, red, caller,
+                                   best_of_cell=self.batch == "cluster_top")
             else:
                 idx = red.topk(scores, k - m)
             if m:
@@ -1103,15 +1104,18 @@ def _split_with_new(perm, new_pos, n: int, judge_share: float):
     return ia, ib, ic
 
 
-def _diverse_top(pool: PoolOutputs, scores: torch.Tensor, k: int, factor: float, seed: int, red, caller: str):
+def _diverse_top(pool: PoolOutputs, scores: torch.Tensor, k: int, factor: float, seed: int, red, caller: str,
+                 best_of_cell: bool = False):
     """k indices: the samples nearest the centroids of k-means (the kmeans strategy, seeded)
     over the embeddings of the top ``ceil(factor * k)`` of ``scores`` (all of them when fewer),
-    in kmeans' serving order. One process only."""
+    in kmeans' serving order. With ``best_of_cell``, each of those k samples stands for its
+    cell instead (the top samples nearest to it, ties to the earlier one in serving order) and
+    the cell's highest-scored sample is taken (ties to the lower pool index). One process only."""
     from .strategies import select
 
     if red.shard is not None:
-        raise ValueError(f"batch='diverse' runs on one process ({caller}): its k-means over the top of the "
-                         f"aggregated score is not sharded; use batch='score' with a process group")
+        raise ValueError(f"batch='diverse' and 'cluster_top' run on one process ({caller}): their k-means over "
+                         f"the top of the aggregated score is not sharded; use batch='score' with a process group")
     if k == 0:
         return torch.empty(0, dtype=torch.long, device=scores.device)
     top = red.topk(scores, min(red.n_total, int(math.ceil(factor * k))))
@@ -1120,7 +1124,20 @@ def _diverse_top(pool: PoolOutputs, scores: torch.Tensor, k: int, factor: float,
     rows = top.to(pool.embeddings.device)
     sub = PoolOutputs(pool.logits[rows.to(pool.logits.device)], pool.embeddings[rows])
     pick = select("kmeans", sub, k, seed=seed).to(top.device)
-    return top[pick]
+    if not best_of_cell:
+        return top[pick]
+    emb = sub.embeddings.to(torch.float32)
+    cell = torch.cdist(emb, emb[pick.to(emb.device)]).argmin(1).to(top.device)  # first minimum: serving order
+    s = scores[top].to(torch.float64)
+    out = []
+    for j in range(k):
+        members = torch.nonzero(cell == j).flatten()  # increasing position in top: score order
+        if members.numel() == 0:  # its centre equals an earlier one's: the cell is that one's
+            out.append(int(top[pick[j]]))
+            continue
+        best = members[s[members] == s[members].max()]
+        out.append(int(top[best].min()))
+    return torch.tensor(out, dtype=torch.long, device=top.device)
 
 
 def _explore(idx, ranks, m: int, red):

@@ -114,6 +114,8 @@ VARIANTS = {
     # the defaults with the batch's k-means picks among the top 10 (3) x its size by aggregated score
     "autoal_diverse": ("autoal", {"autoal": dict(_DEFAULTS_NOW, batch="diverse", diverse_factor=10.0)}),
     "autoal_diverse3": ("autoal", {"autoal": dict(_DEFAULTS_NOW, batch="diverse", diverse_factor=3.0)}),
+    # the same k-means cells, each giving its highest-scored sample instead of the one nearest its centre
+    "autoal_cluster_top": ("autoal", {"autoal": dict(_DEFAULTS_NOW, batch="cluster_top", diverse_factor=10.0)}),
     # control: each round margin's or badge's batch by a seeded coin (a choice with no information)
     "coin_margin_badge": ("coin", {"candidates": ("margin", "badge")}),
 }

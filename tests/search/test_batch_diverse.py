@@ -93,3 +93,59 @@ def test_diverse_bad_input():
     al = _fitted(5, 100)
     with pytest.raises(ValueError, match="batch='diverse' needs pool.embeddings"):
         al.query(aaf.PoolOutputs(torch.randn(100, 3)), 5)
+
+
+def _plain_cluster_top(emb, scores, top, centres):
+    """Each centre's cell (nearest centre, ties to the earlier one) gives its best-scored member
+    (ties to the lower pool index); a cell left empty gives its centre."""
+    out = []
+    e = emb.double()
+    cells = {j: [] for j in range(len(centres))}
+    for i in top:
+        d = [float(torch.sum((e[i] - e[c]) ** 2)) for c in centres]
+        cells[min(range(len(centres)), key=lambda j: (d[j], j))].append(i)
+    for j, c in enumerate(centres):
+        mem = cells[j]
+        out.append(min(mem, key=lambda i: (-float(scores[i]), i)) if mem else c)
+    return out
+
+
+@pytest.mark.parametrize("n,k,factor,explore", [(400, 20, 10.0, 0.0), (300, 12, 3.0, 0.25), (60, 10, 2.0, 0.0)])
+def test_cluster_top_takes_each_cells_best_scored_sample(n, k, factor, explore):
+    pool, _ = _toy(n, 6)
+    al = _fitted(k, n, diverse_factor=factor, explore=explore)
+    al.batch = "cluster_top"
+    res = al.query(pool, k)
+    m = int(round(explore * k))
+    got = res.indices.tolist()
+    assert len(set(got)) == k
+    top = _plain_top(res.scores, min(n, math.ceil(factor * (k - m))))
+    seed = _derive_seed(al._fitted["round_seed"], 2)
+    sub = aaf.PoolOutputs(pool.logits[top], pool.embeddings[top])
+    centres = [top[i] for i in aaf.strategies.select("kmeans", sub, k - m, seed=seed).tolist()]
+    assert got[:k - m] == _plain_cluster_top(pool.embeddings, res.scores, top, centres)
+    # every pick scores at least its cell's centre
+    assert all(float(res.scores[g]) >= float(res.scores[c]) for g, c in zip(got, centres))
+
+
+def test_cluster_top_keeps_the_informative_end_of_each_cluster():
+    """Two far clusters, each with an uncertain end and a confident core: nearest-centre picks
+    land in the cores, cluster_top on the uncertain ends."""
+    g = torch.Generator().manual_seed(2)
+    core = [torch.randn(40, 6, generator=g) * 0.05 + 10 * torch.eye(6)[c] for c in range(2)]
+    edge = [torch.randn(5, 6, generator=g) * 0.05 + 10 * torch.eye(6)[c] + 0.5 for c in range(2)]
+    emb = torch.cat([core[0], edge[0], core[1], edge[1]])
+    logits = torch.zeros(90, 3)
+    logits[:, 0] = 3.0
+    logits[40:45, 0] = 0.01 * torch.arange(1, 6)  # the uncertain ends: the lowest margins
+    logits[85:90, 0] = 0.01 * torch.arange(6, 11)
+    pool = aaf.PoolOutputs(logits, emb)
+    lab, y = _toy(40, 5)
+    out = {}
+    for batch in ("diverse", "cluster_top"):
+        al = aaf.AutoAL(strategies=("margin",), seed=1, pretrain_steps=5, search_steps=0, explore=0.0,
+                        batch=batch, diverse_factor=45.0)
+        al.fit(lab, y, k=2, n_pool=90)
+        out[batch] = set(al.query(pool, 2).indices.tolist())
+    assert out["cluster_top"] == {40, 85}
+    assert not out["diverse"] & (set(range(40, 45)) | set(range(85, 90)))
