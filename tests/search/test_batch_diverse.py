@@ -25,19 +25,26 @@ def _fitted(k, n_pool, seed=3, **kw):
     return al
 
 
-@pytest.mark.parametrize("n,k,factor,explore", [(400, 20, 10.0, 0.0), (400, 20, 3.0, 0.1), (120, 15, 10.0, 0.2),
-                                                (50, 10, 2.5, 0.0)])
-def test_diverse_batch_is_kmeans_on_the_top_of_the_score(n, k, factor, explore):
-    pool, _ = _toy(n, 1)
-    al = _fitted(k, n, diverse_factor=factor, explore=explore)
+def _query_and_centres(pool, batch, k, factor, explore):
+    """The query's result and indices, and by plain means the top of its score and kmeans'
+    picks (the cells' centres) on it."""
+    al = _fitted(k, pool.n_samples, diverse_factor=factor, explore=explore)
+    al.batch = batch
     res = al.query(pool, k)
     m = int(round(explore * k))
     got = res.indices.tolist()
     assert len(set(got)) == k
-    top = _plain_top(res.scores, min(n, math.ceil(factor * (k - m))))
+    top = _plain_top(res.scores, min(pool.n_samples, math.ceil(factor * (k - m))))
     seed = _derive_seed(al._fitted["round_seed"], 2)
     sub = aaf.PoolOutputs(pool.logits[top], pool.embeddings[top])
-    want = [top[i] for i in aaf.strategies.select("kmeans", sub, k - m, seed=seed).tolist()]
+    centres = [top[i] for i in aaf.strategies.select("kmeans", sub, k - m, seed=seed).tolist()]
+    return res, got, top, centres, m
+
+
+@pytest.mark.parametrize("n,k,factor,explore", [(400, 20, 10.0, 0.0), (400, 20, 3.0, 0.1), (120, 15, 10.0, 0.2),
+                                                (50, 10, 2.5, 0.0)])
+def test_diverse_batch_is_kmeans_on_the_top_of_the_score(n, k, factor, explore):
+    res, got, top, want, m = _query_and_centres(_toy(n, 1)[0], "diverse", k, factor, explore)
     assert got[:k - m] == want
     assert set(got[:k - m]) <= set(top)
 
@@ -47,6 +54,18 @@ def test_factor_one_is_the_top_of_the_score():
     al = _fitted(12, 300, diverse_factor=1.0, explore=0.0)
     res = al.query(pool, 12)
     assert sorted(res.indices.tolist()) == sorted(_plain_top(res.scores, 12))
+
+
+def _margin_only_batches(pool, batches, k, factor):
+    """{batch: set of picks} of a frozen margin-only AutoAL (no exploration share)."""
+    lab, y = _toy(40, 5)
+    out = {}
+    for batch in batches:
+        al = aaf.AutoAL(strategies=("margin",), seed=1, pretrain_steps=5, search_steps=0, explore=0.0,
+                        batch=batch, diverse_factor=factor)
+        al.fit(lab, y, k=k, n_pool=pool.n_samples)
+        out[batch] = set(al.query(pool, k).indices.tolist())
+    return out
 
 
 def test_diverse_batch_spreads_over_clusters_that_the_score_batch_piles_into():
@@ -60,15 +79,8 @@ def test_diverse_batch_spreads_over_clusters_that_the_score_batch_piles_into():
     margin = margin + 1e-4 * torch.rand(250, generator=g)
     logits = torch.zeros(250, 3)
     logits[:, 0] = margin  # top-1 minus top-2 = the margin
-    pool = aaf.PoolOutputs(logits, emb)
-    lab, y = _toy(40, 5)
-    groups = {}
-    for batch in ("score", "diverse"):
-        al = aaf.AutoAL(strategies=("margin",), seed=1, pretrain_steps=5, search_steps=0, explore=0.0,
-                        batch=batch, diverse_factor=10.0)
-        al.fit(lab, y, k=5, n_pool=250)
-        idx = al.query(pool, 5).indices.tolist()
-        groups[batch] = {i // 10 for i in idx}
+    picks = _margin_only_batches(aaf.PoolOutputs(logits, emb), ("score", "diverse"), 5, 10.0)
+    groups = {b: {i // 10 for i in idx} for b, idx in picks.items()}
     assert groups["score"] == {0}
     assert groups["diverse"] == {0, 1, 2, 3, 4}
 
@@ -113,16 +125,7 @@ def _plain_cluster_top(emb, scores, top, centres):
 @pytest.mark.parametrize("n,k,factor,explore", [(400, 20, 10.0, 0.0), (300, 12, 3.0, 0.25), (60, 10, 2.0, 0.0)])
 def test_cluster_top_takes_each_cells_best_scored_sample(n, k, factor, explore):
     pool, _ = _toy(n, 6)
-    al = _fitted(k, n, diverse_factor=factor, explore=explore)
-    al.batch = "cluster_top"
-    res = al.query(pool, k)
-    m = int(round(explore * k))
-    got = res.indices.tolist()
-    assert len(set(got)) == k
-    top = _plain_top(res.scores, min(n, math.ceil(factor * (k - m))))
-    seed = _derive_seed(al._fitted["round_seed"], 2)
-    sub = aaf.PoolOutputs(pool.logits[top], pool.embeddings[top])
-    centres = [top[i] for i in aaf.strategies.select("kmeans", sub, k - m, seed=seed).tolist()]
+    res, got, top, centres, m = _query_and_centres(pool, "cluster_top", k, factor, explore)
     assert got[:k - m] == _plain_cluster_top(pool.embeddings, res.scores, top, centres)
     # every pick scores at least its cell's centre
     assert all(float(res.scores[g]) >= float(res.scores[c]) for g, c in zip(got, centres))
@@ -139,13 +142,6 @@ def test_cluster_top_keeps_the_informative_end_of_each_cluster():
     logits[:, 0] = 3.0
     logits[40:45, 0] = 0.01 * torch.arange(1, 6)  # the uncertain ends: the lowest margins
     logits[85:90, 0] = 0.01 * torch.arange(6, 11)
-    pool = aaf.PoolOutputs(logits, emb)
-    lab, y = _toy(40, 5)
-    out = {}
-    for batch in ("diverse", "cluster_top"):
-        al = aaf.AutoAL(strategies=("margin",), seed=1, pretrain_steps=5, search_steps=0, explore=0.0,
-                        batch=batch, diverse_factor=45.0)
-        al.fit(lab, y, k=2, n_pool=90)
-        out[batch] = set(al.query(pool, 2).indices.tolist())
+    out = _margin_only_batches(aaf.PoolOutputs(logits, emb), ("diverse", "cluster_top"), 2, 45.0)
     assert out["cluster_top"] == {40, 85}
     assert not out["diverse"] & (set(range(40, 45)) | set(range(85, 90)))
