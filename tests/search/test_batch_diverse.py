@@ -145,3 +145,20 @@ def test_cluster_top_keeps_the_informative_end_of_each_cluster():
     out = _margin_only_batches(aaf.PoolOutputs(logits, emb), ("diverse", "cluster_top"), 2, 45.0)
     assert out["cluster_top"] == {40, 85}
     assert not out["diverse"] & (set(range(40, 45)) | set(range(85, 90)))
+
+
+
+def test_cluster_top_cell_left_empty_by_an_equal_centre_gives_its_centre(monkeypatch):
+    """Two centres with equal embeddings: every sample's nearest centre is the earlier one (ties
+    to serving order), so the later cell is empty and gives its own centre."""
+    from autoal_fast import strategies
+    from autoal_fast.autoal import _diverse_top
+    from autoal_fast.distributed import LocalReducer
+
+    emb = torch.tensor([[0.0, 0.0], [0.0, 0.0], [5.0, 5.0], [5.1, 5.0], [0.1, 0.0], [5.0, 5.1]])
+    pool = aaf.PoolOutputs(torch.zeros(6, 3), emb)
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.6, 0.95, 0.5])  # top order: 4, 0, 1, 2, 3, 5
+    # kmeans stand-in: centres at pool indices 0, 1 (equal embeddings) and 2 (positions 1-3 in the top)
+    monkeypatch.setattr(strategies, "select", lambda name, sub, k, seed=None: torch.tensor([1, 2, 3]))
+    got = _diverse_top(pool, scores, 3, 2.0, 0, LocalReducer(6), "test", best_of_cell=True).tolist()
+    assert got == [4, 1, 2]  # cell of 0: {0, 1, 4}, best 4; cell of 1: empty; cell of 2: {2, 3, 5}, best 2
