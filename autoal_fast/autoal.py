@@ -857,8 +857,13 @@ class AutoAL:
                                  f"had {C} ({caller})")
             if labeled is not None:
                 check_pool(labeled, caller, "labeled")
-            if self.batch in ("diverse", "cluster_top") and pool.embeddings is None:
-                raise ValueError(f"batch={self.batch!r} needs pool.embeddings ({caller}): its k-means runs on them")
+            if self.batch in ("diverse", "cluster_top"):
+                if pool.embeddings is None:
+                    raise ValueError(f"batch={self.batch!r} needs pool.embeddings ({caller}): its k-means runs on them")
+                if red.shard is not None:
+                    raise ValueError(f"batch='diverse' and 'cluster_top' run on one process ({caller}): their k-means "
+                                     f"over the top of the aggregated score is not sharded; use batch='score' with a "
+                                     f"process group")
             x = self._features(pool, features, caller, "pool")
             if tuple(x.shape[1:]) != self._fitted["x_shape"]:
                 raise ValueError(f"pool features have shape (n, {', '.join(map(str, x.shape[1:]))}) but fit saw "
@@ -903,7 +908,7 @@ class AutoAL:
                 idx = _round_robin(torch.empty(0, dtype=torch.long, device=scores.device), cand.ranks,
                                    _quotas(shares, k - m), red)
             elif self.batch in ("diverse", "cluster_top"):  # k-means over the top diverse_factor * (k - m)
-                idx = _diverse_top(pool, scores, k - m, self.diverse_factor, seed, red, caller,
+                idx = _diverse_top(pool, scores, k - m, self.diverse_factor, seed, red,
                                    best_of_cell=self.batch == "cluster_top")
             else:
                 idx = red.topk(scores, k - m)
@@ -1121,18 +1126,16 @@ def _split_with_new(perm, new_pos, n: int, judge_share: float):
     return ia, ib, ic
 
 
-def _diverse_top(pool: PoolOutputs, scores: torch.Tensor, k: int, factor: float, seed: int, red, caller: str,
+def _diverse_top(pool: PoolOutputs, scores: torch.Tensor, k: int, factor: float, seed: int, red,
                  best_of_cell: bool = False):
     """k indices: the samples nearest the centroids of k-means (the kmeans strategy, seeded)
     over the embeddings of the top ``ceil(factor * k)`` of ``scores`` (all of them when fewer),
     in kmeans' serving order. With ``best_of_cell``, each of those k samples stands for its
     cell instead (the top samples nearest to it, ties to the earlier one in serving order) and
-    the cell's highest-scored sample is taken (ties to the lower pool index). One process only."""
+    the cell's highest-scored sample is taken (ties to the lower pool index). One process only
+    (``query`` checks)."""
     from .strategies import select
 
-    if red.shard is not None:
-        raise ValueError(f"batch='diverse' and 'cluster_top' run on one process ({caller}): their k-means over "
-                         f"the top of the aggregated score is not sharded; use batch='score' with a process group")
     if k == 0:
         return torch.empty(0, dtype=torch.long, device=scores.device)
     top = red.topk(scores, min(red.n_total, int(math.ceil(factor * k))))
@@ -1145,16 +1148,14 @@ def _diverse_top(pool: PoolOutputs, scores: torch.Tensor, k: int, factor: float,
         return top[pick]
     emb = sub.embeddings.to(torch.float32)
     cell = torch.cdist(emb, emb[pick.to(emb.device)]).argmin(1).to(top.device)  # first minimum: serving order
-    s = scores[top].to(torch.float64)
-    out = []
-    for j in range(k):
-        members = torch.nonzero(cell == j).flatten()  # increasing position in top: score order
-        if members.numel() == 0:  # its centre equals an earlier one's: the cell is that one's
-            out.append(int(top[pick[j]]))
-            continue
-        best = members[s[members] == s[members].max()]
-        out.append(int(top[best].min()))
-    return torch.tensor(out, dtype=torch.long, device=top.device)
+    # each cell's first member in (score descending, pool index ascending) order: three stable sorts
+    order = torch.sort(top, stable=True).indices
+    order = order[torch.sort(scores[top[order]].to(torch.float64), descending=True, stable=True).indices]
+    order = order[torch.sort(cell[order], stable=True).indices]
+    cells, counts = torch.unique_consecutive(cell[order], return_counts=True)
+    out = top[pick].clone()  # a cell left empty (its centre equals an earlier one's) gives its centre
+    out[cells] = top[order[torch.cumsum(counts, 0) - counts]]
+    return out
 
 
 def _explore(idx, ranks, m: int, red):

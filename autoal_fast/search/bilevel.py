@@ -246,7 +246,7 @@ def sample_values(fitnet, x_b, y_b, x_c, y_c, chunk: int = 256, cosine: bool = F
         out = functional_call(fitnet, (p, buffers), (x[None],))
         return F.cross_entropy(out, y[None])
 
-    norm_c = torch.sqrt(sum(gc.pow(2).sum() for gc in g_c))
+    norm_c = torch.sqrt(sum(gc.pow(2).sum() for gc in g_c)) if cosine else None
     per_grad = vmap(grad(one), in_dims=(None, 0, 0))
     out = torch.empty(x_b.shape[0], dtype=torch.float32, device=x_b.device)
     for lo in range(0, x_b.shape[0], chunk):

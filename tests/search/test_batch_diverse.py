@@ -160,5 +160,5 @@ def test_cluster_top_cell_left_empty_by_an_equal_centre_gives_its_centre(monkeyp
     scores = torch.tensor([0.9, 0.8, 0.7, 0.6, 0.95, 0.5])  # top order: 4, 0, 1, 2, 3, 5
     # kmeans stand-in: centres at pool indices 0, 1 (equal embeddings) and 2 (positions 1-3 in the top)
     monkeypatch.setattr(strategies, "select", lambda name, sub, k, seed=None: torch.tensor([1, 2, 3]))
-    got = _diverse_top(pool, scores, 3, 2.0, 0, LocalReducer(6), "test", best_of_cell=True).tolist()
+    got = _diverse_top(pool, scores, 3, 2.0, 0, LocalReducer(6), best_of_cell=True).tolist()
     assert got == [4, 1, 2]  # cell of 0: {0, 1, 4}, best 4; cell of 1: empty; cell of 2: {2, 3, 5}, best 2
