@@ -356,6 +356,16 @@ class AutoAL:
         (at least 1; 1 is the top of the score). One value, not tuned; 3 measured level with
         "score" on digits (+0.0017), Fashion-MNIST at the low budget (+0.0013) and MNIST-1D
         (-0.0018), and -0.0052 +- 0.0021 at 1000 + 5 x 1000 (0/5).
+    judge : {"labeled", "random_set"}, default="labeled"
+        Where the value objective's judge C comes from. "labeled": a random share
+        (``judge_share``) of the older labeled samples. "random_set": from the samples
+        drawn at random from the data (``fit(random_set=...)``; ``query_model`` takes the
+        labeled set of its first call, the set AL started from) and from no others, so
+        that C is smaller when they are fewer. The labeled samples that AL chose are a
+        biased sample of the data (Farquhar et al. 2021, "On statistical bias in active
+        learning"): they crowd the decision boundary, so a judge drawn from them rewards
+        what helps on hard samples rather than on the distribution the model is tested
+        on. A random set is an unbiased judge, as GLISTER's held-out validation set is.
     warm_start : bool, default=True
         Carry SearchNet, its loss head and its optimiser over to the next ``fit``.
     warm_start_fitnet : bool, default=False
@@ -417,7 +427,8 @@ class AutoAL:
                  search_threads=1, compile=False, min_ratio=0.1, entropy_weight=0.1,
                  objective="value", prior="auto", judge_share=1 / 3, inner_lr=0.1, inner_steps=1,
                  first_order=True, per_sample_weights=False, credit=None, credit_weight=1.0, explore=0.1,
-                 recent_in_b=True, n_splits=1, batch="score", sample_value="dot", diverse_factor=10.0):
+                 recent_in_b=True, n_splits=1, batch="score", sample_value="dot", diverse_factor=10.0,
+                 judge="labeled"):
         caller = "AutoAL"
         if isinstance(strategies, str):
             strategies = (strategies,)
@@ -484,6 +495,10 @@ class AutoAL:
         if batch == "shares" and self.per_sample_weights:
             raise ValueError(f"batch='shares' needs one weight vector ({caller}): per_sample_weights=False")
         self.sample_value = _check_choice(sample_value, "sample_value", ("dot", "cosine"), caller)
+        self.judge = _check_choice(judge, "judge", ("labeled", "random_set"), caller)
+        if judge == "random_set" and objective != "value":
+            raise ValueError(f"judge='random_set' needs objective='value' ({caller}): only the value objective "
+                             f"has a judge C; got objective={objective!r}")
         if self.n_splits > 1 and not (objective == "value" and self.first_order and self.inner_steps == 1):
             raise ValueError(f"n_splits > 1 needs the first-order value objective ({caller}): objective='value', "
                              f"first_order=True, inner_steps=1; got n_splits={n_splits}, objective={objective!r}, "
@@ -492,6 +507,8 @@ class AutoAL:
         self._credit_count = [0.0] * len(strategies)
         # the last query: {"ids": (k,) global indices, "picks": (k, K) bool, with credit only}
         self._pending = None
+        # global ids of the labeled set at the first query_model call (judge="random_set")
+        self._random_ids = None
         # learned state
         self.round_ = 0
         self.fitnet_ = None
@@ -530,16 +547,7 @@ class AutoAL:
         or None when there is nothing to credit."""
         if new is None:
             return None
-        t = torch.as_tensor(np.asarray(new) if not isinstance(new, torch.Tensor) else new)
-        if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool or t.ndim != 1:
-            raise ValueError(f"new must be a 1-D sequence of int positions into labeled ({caller}); got "
-                             f"dtype {t.dtype}, shape {tuple(t.shape)}")
-        t = t.to(torch.int64).cpu()
-        if t.numel() and (int(t.min()) < 0 or int(t.max()) >= n):
-            raise ValueError(f"new must hold positions in [0, {n}) of labeled ({caller}); got values in "
-                             f"[{int(t.min())}, {int(t.max())}]")
-        if torch.unique(t).numel() != t.numel():
-            raise ValueError(f"new must not repeat a position ({caller})")
+        t = _as_positions(new, "new", n, caller)
         if self._pending is None or not (self.recent_in_b or self.credit is not None):
             return None
         k_prev = self.n_pending
@@ -616,7 +624,8 @@ class AutoAL:
         return d_in, d_feat
 
     # ------------------------------------------------------------------ fit
-    def fit(self, labeled: PoolOutputs, y, *, k=None, n_pool=None, features=None, new=None) -> FitReport:
+    def fit(self, labeled: PoolOutputs, y, *, k=None, n_pool=None, features=None, new=None,
+            random_set=None) -> FitReport:
         """One round's search on the labeled set.
 
         Parameters
@@ -637,6 +646,11 @@ class AutoAL:
             labelled), in the order it returned them (``n_pending`` of them). With
             ``recent_in_b`` they join B, and with ``credit`` their value is the credit's
             evidence. Ignored before the first query (checked all the same).
+        random_set : array-like of int, default=None
+            The positions in ``labeled`` of the samples drawn uniformly at random from the
+            data (usually the initial labeled set), an unbiased sample of the distribution
+            the task model is tested on. Needed with ``judge="random_set"`` (``query_model``
+            passes it itself); ignored otherwise (checked all the same).
 
         Returns
         -------
@@ -657,6 +671,10 @@ class AutoAL:
         if features is None:
             _check_embeddings(x, "labeled.embeddings", caller)
         new_pos = self._new_positions(new, n, caller)
+        random_pos = None if random_set is None else _as_positions(random_set, "random_set", n, caller)
+        if self.judge == "random_set" and random_pos is None:
+            raise ValueError(f"judge='random_set' needs random_set= ({caller}): the positions in labeled of the "
+                             f"samples drawn at random (the initial labeled set), from which the judge C is drawn")
         k = self.budget if k is None else k
         if k is not None and n_pool is not None:
             n_pool = check_int(n_pool, "n_pool", caller, low=1)
@@ -680,7 +698,8 @@ class AutoAL:
                 # A trains FitNet, B plays the pool, C judges (objective="value" only);
                 # last round's batch, when given, joins B
                 ia, ib, ic = _split_with_new(perm, new_pos, n,
-                                             self.judge_share if self.objective == "value" else 0.0)
+                                             self.judge_share if self.objective == "value" else 0.0,
+                                             judge_from=random_pos if self.judge == "random_set" else None)
                 x_dev = x.to(device=device, dtype=torch.float32 if x.is_floating_point() else x.dtype)
                 y_dev = y.to(device)
                 ia_d, ib_d = ia.to(device), ib.to(device)
@@ -1002,7 +1021,13 @@ class AutoAL:
                     else int(torch.randint(0, 2**62, (1,)).item()))
 
         lab, unl = plan.run(data, sink, mc_seed, progress)
-        self.fit(lab, labels, k=k, n_pool=n_unl, new=self._new_from_ids(plan.labeled_ids))
+        random_set = None
+        if self.judge == "random_set":
+            if self._random_ids is None:  # the labeled set AL started from
+                self._random_ids = plan.labeled_ids.long().cpu().clone()
+            pos, found = _find_ids(plan.labeled_ids, self._random_ids)
+            random_set = pos[found]
+        self.fit(lab, labels, k=k, n_pool=n_unl, new=self._new_from_ids(plan.labeled_ids), random_set=random_set)
         res = self.query(unl, k)
         self.last_query_ = res
         out = plan.global_ids(res.indices, like=unlabeled_ids)
@@ -1015,14 +1040,11 @@ class AutoAL:
         is off, nothing is pending, or they are not all labelled now."""
         if self._pending is None:
             return None
-        lab = torch.as_tensor(labeled_ids).long().cpu()
-        want = self._pending["ids"]
-        order = torch.argsort(lab)
-        pos = torch.searchsorted(lab[order], want).clamp_max(max(lab.numel() - 1, 0))
-        if lab.numel() == 0 or not bool((lab[order][pos] == want).all()):
+        pos, found = _find_ids(labeled_ids, self._pending["ids"])
+        if not bool(found.all()):
             self._pending = None
             return None
-        return order[pos]
+        return pos
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
@@ -1045,6 +1067,7 @@ class AutoAL:
                      "dropout": self.dropout, "search_optimizer": self.search_optimizer},
             "credit": {"sum": list(self._credit_sum), "count": list(self._credit_count),
                        "pending": None if self._pending is None else dict(self._pending)},
+            "random_ids": self._random_ids,
         })
 
     def load_state_dict(self, state: dict) -> "AutoAL":
@@ -1095,6 +1118,8 @@ class AutoAL:
                                                       torch.as_tensor(pend["picks"]).bool()}
         else:
             self._credit_sum, self._credit_count, self._pending = [0.0] * K, [0.0] * K, None
+        rid = state.get("random_ids")  # states saved before judge="random_set" lack it
+        self._random_ids = None if rid is None else torch.as_tensor(rid).long().cpu()
         self._fitted = fitted
         self.round_ = int(state["round"])
         return self
@@ -1104,12 +1129,41 @@ class AutoAL:
                 f"seed={self.seed}, round_={self.round_})")
 
 
-def _split_with_new(perm, new_pos, n: int, judge_share: float):
+def _find_ids(ids, want: torch.Tensor) -> tuple:
+    """(positions in ``ids`` of each of ``want``, a mask of those found); a position is
+    meaningless where the mask is False."""
+    lab = torch.as_tensor(ids).long().cpu()
+    want = want.long().cpu()
+    if lab.numel() == 0:
+        return torch.zeros_like(want), torch.zeros(want.shape, dtype=torch.bool)
+    order = torch.argsort(lab)
+    pos = torch.searchsorted(lab[order], want).clamp_max(lab.numel() - 1)
+    return order[pos], lab[order][pos] == want
+
+
+def _as_positions(value, name: str, n: int, caller: str) -> torch.Tensor:
+    """``value`` as a CPU LongTensor of distinct positions in [0, n); else a ValueError naming it."""
+    t = torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor) else value)
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool or t.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D sequence of int positions into labeled ({caller}); got "
+                         f"dtype {t.dtype}, shape {tuple(t.shape)}")
+    t = t.to(torch.int64).cpu()
+    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= n):
+        raise ValueError(f"{name} must hold positions in [0, {n}) of labeled ({caller}); got values in "
+                         f"[{int(t.min())}, {int(t.max())}]")
+    if torch.unique(t).numel() != t.numel():
+        raise ValueError(f"{name} must not repeat a position ({caller})")
+    return t
+
+
+def _split_with_new(perm, new_pos, n: int, judge_share: float, judge_from=None):
     """(A, B, C) positions of the labeled set in ``perm``'s order. C is about
     ``judge_share * n`` (at least 2; none when judge_share is 0) and A half of the rest;
     with ``new_pos`` (None: none), A and C come from the other samples only (both scaled
     down, at least 2 each, where those are too few) and B is the remaining older
-    samples plus ``new_pos``."""
+    samples plus ``new_pos``. With ``judge_from`` (positions; None: any), C is drawn from
+    those of the older samples only, and is smaller when they are fewer (when fewer than 2
+    are left, ``judge_from`` is ignored)."""
     if new_pos is None:
         new_pos = perm[:0]
     is_new = torch.zeros(n, dtype=torch.bool)
@@ -1121,6 +1175,16 @@ def _split_with_new(perm, new_pos, n: int, judge_share: float):
         scale = old.numel() / (n_a + n_c)
         n_c = max(2, int(n_c * scale)) if n_c else 0
         n_a = max(2, min(old.numel() - n_c, int(n_a * scale)))
+    if judge_from is not None and n_c:
+        allowed = torch.zeros(n, dtype=torch.bool)
+        allowed[judge_from] = True
+        pick = old[allowed[old]]
+        if pick.numel() >= 2:
+            ic = pick[pick.numel() - min(n_c, pick.numel()):]
+            in_c = torch.zeros(n, dtype=torch.bool)
+            in_c[ic] = True
+            rest = old[~in_c[old]]
+            return rest[:n_a], torch.cat([rest[n_a:], new_pos]), ic
     ia, ic = old[:n_a], old[old.numel() - n_c:]
     ib = torch.cat([old[n_a:old.numel() - n_c], new_pos])
     return ia, ib, ic

@@ -116,6 +116,8 @@ VARIANTS = {
     "autoal_diverse3": ("autoal", {"autoal": dict(_DEFAULTS_NOW, batch="diverse", diverse_factor=3.0)}),
     # the same k-means cells, each giving its highest-scored sample instead of the one nearest its centre
     "autoal_cluster_top": ("autoal", {"autoal": dict(_DEFAULTS_NOW, batch="cluster_top", diverse_factor=10.0)}),
+    # the defaults with the judge C drawn from the initial random labeled set only (unbiased)
+    "autoal_judge_random": ("autoal", {"autoal": dict(_DEFAULTS_NOW, judge="random_set")}),
     # control: each round margin's or badge's batch by a seeded coin (a choice with no information)
     "coin_margin_badge": ("coin", {"candidates": ("margin", "badge")}),
 }

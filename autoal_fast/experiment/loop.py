@@ -174,7 +174,9 @@ def query_indices(name: str, pool: PoolOutputs, k: int, *, labeled: PoolOutputs,
         # batch in query order (the loop appends it), which the credit measures
         kp = al.n_pending
         new = torch.arange(labeled.n_samples - kp, labeled.n_samples) if kp else None
-        rep = al.fit(labeled, labeled_y, k=k, n_pool=pool.n_samples, features=inputs[0], new=new)
+        # the loop's labeled set starts with the initial random draw
+        rep = al.fit(labeled, labeled_y, k=k, n_pool=pool.n_samples, features=inputs[0], new=new,
+                     random_set=torch.arange(min(cfg.initial, labeled.n_samples)))
         res = al.query(pool, k, features=inputs[1])
         state["autoal"] = copy.deepcopy(al.state_dict())
         info = {}
