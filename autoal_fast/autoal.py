@@ -24,7 +24,7 @@ from ._validation import (FLOAT32_MAX, check_bool, check_device, check_finite_ro
                           is_array, native_array)
 from .pool import PoolOutputs
 from .search.bilevel import (FitReport, SearchConfig, Timer, alternate, candidate_values, effect_credit,
-                             pretrain_fitnet, sample_values)
+                             judged_values, pretrain_fitnet)
 from .search.candidates import Candidates, compute_candidates
 from .search.nets import FitNet, SearchNet
 from .search.relax import aggregate
@@ -318,7 +318,7 @@ class AutoAL:
         Measured with 4 (README, ablation; 5 paired seeds, AUBC against one split): digits
         -0.0013 +- 0.0028, Fashion-MNIST -0.0013 +- 0.0041 (100 + 10 x 100) and +0.0002 +-
         0.0005 (1000 + 5 x 1000), MNIST-1D -0.0067 +- 0.0062: no better, so 1.
-    sample_value : {"dot", "cosine"}, default="dot"
+    sample_value : {"dot", "cosine", "influence"}, default="dot"
         With the first-order value objective (and the credit): a sample's value is the
         alignment ``<grad l_i, grad L_C>`` ("dot", the first-order change of C's loss) or its
         cosine ("cosine"), which drops the size of the sample's gradient: large gradients
@@ -327,7 +327,10 @@ class AutoAL:
         normalised gradient similarity is used against it. Measured (5 paired seeds, README
         ablation), "cosine" against "dot": -0.0054 +- 0.0043 AUBC on digits, -0.0021 +-
         0.0027 and +0.0021 +- 0.0019 on the two Fashion-MNIST settings, -0.0150 +- 0.0072 on
-        MNIST-1D, so "dot".
+        MNIST-1D, so "dot". "influence": ``<grad l_i, H^-1 grad L_C>`` in FitNet's output
+        layer, H the Hessian of FitNet's loss on A (``search.bilevel.influence_values``): the
+        effect of sample i on C's loss once FitNet is retrained to its optimum, not after one
+        step (Koh and Liang 2017), which discounts gradients along what A already teaches.
     batch : {"score", "shares"}, default="score"
         How the query assembles the k - ``round(explore * k)`` samples before the
         exploration share. "score": the top of the aggregated score (the paper's; with
@@ -494,7 +497,7 @@ class AutoAL:
         self.diverse_factor = _check_real(diverse_factor, "diverse_factor", caller, 1)
         if batch == "shares" and self.per_sample_weights:
             raise ValueError(f"batch='shares' needs one weight vector ({caller}): per_sample_weights=False")
-        self.sample_value = _check_choice(sample_value, "sample_value", ("dot", "cosine"), caller)
+        self.sample_value = _check_choice(sample_value, "sample_value", ("dot", "cosine", "influence"), caller)
         self.judge = _check_choice(judge, "judge", ("labeled", "random_set"), caller)
         if judge == "random_set" and objective != "value":
             raise ValueError(f"judge='random_set' needs objective='value' ({caller}): only the value objective "
@@ -725,7 +728,8 @@ class AutoAL:
             if new_pos is not None and self.credit is not None and self._pending["picks"] is not None:
                 # last round's batch, by what it was worth
                 with timer("credit"), _threads(self.search_threads, device):
-                    self._add_credit(x_dev[new_pos.to(device)], y_dev[new_pos.to(device)], x_c, y_c, report)
+                    self._add_credit(x_dev[new_pos.to(device)], y_dev[new_pos.to(device)], x_a, y_a, x_c, y_c,
+                                     report)
                 cfg = dataclasses.replace(cfg, credit=self.credit_now())
             if new_pos is not None:
                 report.n_new = int(new_pos.numel())
@@ -739,7 +743,8 @@ class AutoAL:
             values = None
             if self.n_splits > 1:  # B's sample values averaged over judges of several (A, C) splits
                 with timer("splits"), _threads(self.search_threads, device):
-                    values = self._values_over_splits(x_dev, y_dev, ib, x_b, y_b, x_c, y_c, d_feat, C, cfg, gen)
+                    values = self._values_over_splits(x_dev, y_dev, ib, x_a, y_a, x_b, y_b, x_c, y_c, d_feat, C, cfg,
+                                                      gen)
             with timer("search"), _threads(self.search_threads, device):
                 alternate(self.fitnet_, self.searchnet_, self._opt_fit, self._opt_search, x_a, y_a, x_b, y_b,
                           cand_in, ranks_b, picks_b, ratio, cfg, gen, report,
@@ -763,7 +768,8 @@ class AutoAL:
         self.report_ = report
         return report
 
-    def _values_over_splits(self, x_dev, y_dev, ib, x_b, y_b, x_c, y_c, d_feat, C, cfg, gen) -> torch.Tensor:
+    def _values_over_splits(self, x_dev, y_dev, ib, x_a, y_a, x_b, y_b, x_c, y_c, d_feat, C, cfg,
+                            gen) -> torch.Tensor:
         """``sample_values`` of B averaged over ``n_splits`` judges: this round's FitNet
         (trained on A) judged by C, and ``n_splits - 1`` fresh FitNets, each trained on
         another random A drawn from the samples outside B and judged by the matching C.
@@ -773,8 +779,8 @@ class AutoAL:
         def scaled(v):
             return v / v.abs().mean().clamp_min(1e-12)
 
-        cos = self.sample_value == "cosine"
-        total = scaled(sample_values(self.fitnet_, x_b, y_b, x_c, y_c, cosine=cos))
+        kind = self.sample_value
+        total = scaled(judged_values(kind, self.fitnet_, x_a, y_a, x_b, y_b, x_c, y_c))
         n = x_dev.shape[0]
         for _ in range(self.n_splits - 1):
             ia, _, ic = _split_with_new(torch.randperm(n, generator=gen), ib, n, self.judge_share)
@@ -783,13 +789,13 @@ class AutoAL:
             if self.backbone is None:
                 net.norm.fit(x_dev)
             pretrain_fitnet(net, opt, x_dev[ia], y_dev[ia], cfg.pretrain_steps, cfg.batch_size, gen)
-            total = total + scaled(sample_values(net, x_b, y_b, x_dev[ic], y_dev[ic], cosine=cos))
+            total = total + scaled(judged_values(kind, net, x_dev[ia], y_dev[ia], x_b, y_b, x_dev[ic], y_dev[ic]))
         return total / self.n_splits
 
-    def _add_credit(self, x_new, y_new, x_c, y_c, report) -> None:
+    def _add_credit(self, x_new, y_new, x_a, y_a, x_c, y_c, report) -> None:
         """Measure last query's batch (now labelled) with FitNet trained on A, judged by C,
         and add it to the running credit."""
-        v = sample_values(self.fitnet_, x_new, y_new, x_c, y_c, cosine=self.sample_value == "cosine")
+        v = judged_values(self.sample_value, self.fitnet_, x_a, y_a, x_new, y_new, x_c, y_c)
         cred, counts = effect_credit(v, self._pending["picks"].to(v.device))
         for j, (g, c) in enumerate(zip(cred.tolist(), counts.tolist())):
             if c > 0 and math.isfinite(g):

@@ -118,6 +118,8 @@ VARIANTS = {
     "autoal_cluster_top": ("autoal", {"autoal": dict(_DEFAULTS_NOW, batch="cluster_top", diverse_factor=10.0)}),
     # the defaults with the judge C drawn from the initial random labeled set only (unbiased)
     "autoal_judge_random": ("autoal", {"autoal": dict(_DEFAULTS_NOW, judge="random_set")}),
+    # the defaults with each sample valued by its influence on C through FitNet's output layer
+    "autoal_influence": ("autoal", {"autoal": dict(_DEFAULTS_NOW, sample_value="influence")}),
     # control: each round margin's or badge's batch by a seeded coin (a choice with no information)
     "coin_margin_badge": ("coin", {"candidates": ("margin", "badge")}),
 }

@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from .relax import aggregate, count_penalty, ranking_loss, soft_topk
 
 __all__ = ["SearchConfig", "FitReport", "pretrain_fitnet", "alternate", "selection_value", "sample_values",
-           "relative_mean_value", "relative_selection_value", "candidate_values", "effect_credit"]
+           "influence_values", "judged_values", "relative_mean_value", "relative_selection_value", "candidate_values",
+           "effect_credit"]
 
 
 @dataclass
@@ -261,6 +262,61 @@ def sample_values(fitnet, x_b, y_b, x_c, y_c, chunk: int = 256, cosine: bool = F
     return out
 
 
+def influence_values(fitnet, x_a, y_a, x_b, y_b, x_c, y_c, damping: float = 0.01, chunk: int = 256) -> torch.Tensor:
+    """Per-sample value of B by influence on C through FitNet's output layer, shape (n_b,).
+
+    ``v_i = <grad l_i, H^-1 grad L_C>`` with the gradients and H, the Hessian of FitNet's
+    mean loss on A, taken in the output layer's weights and bias (FitNet's penultimate
+    features held fixed): to first order, how much C's loss drops when FitNet, retrained
+    to its optimum on A, also learns sample i (the influence function of Koh and Liang
+    2017 on the last layer, a convex softmax regression). Against ``sample_values``'
+    one-step alignment it discounts what A has already taught: a gradient along
+    directions A covers well (high curvature) is worth less than one along directions A
+    has not seen. ``damping`` (a fraction of H's mean diagonal, added to it) keeps H
+    invertible where A spans too few directions (fewer samples than weights).
+    FitNet in eval mode; computed in float64.
+    """
+    was_training = fitnet.training
+    fitnet.eval()
+    with torch.no_grad():
+        def parts(x, y):  # [h, 1], softmax, one-hot residual p - e_y
+            h = fitnet.mc_prefix(x)
+            p = torch.softmax(fitnet.out(h).to(torch.float64), 1)
+            h = h.to(torch.float64)
+            phi = torch.cat([h, torch.ones_like(h[:, :1])], 1)
+            r = p.clone()
+            r[torch.arange(y.shape[0], device=y.device), y] -= 1.0
+            return phi, p, r
+
+        phi_a, p_a, _ = parts(x_a, y_a)
+        n_cls, d = p_a.shape[1], phi_a.shape[1]
+        # H[(c, a), (e, b)] = mean_j (diag p_j - p_j p_j^T)[c, e] phi_j[a] phi_j[b]
+        h4 = torch.zeros(n_cls * n_cls, d * d, dtype=torch.float64, device=phi_a.device)
+        for lo in range(0, phi_a.shape[0], chunk):
+            pj, fj = p_a[lo:lo + chunk], phi_a[lo:lo + chunk]
+            sj = torch.diag_embed(pj) - pj[:, :, None] * pj[:, None, :]
+            h4 += sj.reshape(sj.shape[0], -1).T @ (fj[:, :, None] * fj[:, None, :]).reshape(fj.shape[0], -1)
+        hess = (h4.reshape(n_cls, n_cls, d, d).permute(0, 2, 1, 3).reshape(n_cls * d, n_cls * d)
+                / max(phi_a.shape[0], 1))
+        lam = damping * float(torch.diagonal(hess).mean().clamp_min(1e-12))
+        hess.diagonal().add_(lam)
+        phi_c, _, r_c = parts(x_c, y_c)
+        g_c = (r_c.T @ phi_c / max(phi_c.shape[0], 1)).reshape(-1)  # mean gradient of C's loss, (C*d,)
+        v = torch.linalg.solve(hess, g_c).reshape(n_cls, d)
+        phi_b, _, r_b = parts(x_b, y_b)
+        out = ((phi_b @ v.T) * r_b).sum(1)
+    fitnet.train(was_training)
+    return out.to(torch.float32)
+
+
+def judged_values(kind: str, fitnet, x_a, y_a, x_b, y_b, x_c, y_c) -> torch.Tensor:
+    """B's per-sample values under ``SearchConfig.sample_value`` ``kind``: "dot" and
+    "cosine" (``sample_values``), "influence" (``influence_values``, which needs A)."""
+    if kind == "influence":
+        return influence_values(fitnet, x_a, y_a, x_b, y_b, x_c, y_c)
+    return sample_values(fitnet, x_b, y_b, x_c, y_c, cosine=kind == "cosine")
+
+
 def relative_mean_value(s: torch.Tensor, v: torch.Tensor, count=None) -> torch.Tensor:
     """First-order relative value of selection(s) ``s`` ((n,) or (n, K)) given per-sample
     values ``v`` (n,): ``v @ s / count / |mean(v)|`` (1 = no better than uniform);
@@ -355,8 +411,8 @@ def alternate(fitnet, searchnet, opt_fit, opt_search, x_a, y_a, x_b, y_b, cand_b
     k_full = None
     v_all = None
     if first_order:
-        v_all = values if values is not None else sample_values(fitnet, x_b, y_b, x_c, y_c,
-                                                                cosine=cfg.sample_value == "cosine")
+        v_all = values if values is not None else judged_values(cfg.sample_value, fitnet, x_a, y_a, x_b, y_b,
+                                                                x_c, y_c)
     report.sample_values = v_all
     for _ in range(cfg.search_steps):
         idx = _batch(n_b, cfg.batch_size, gen, x_b.device)
