@@ -62,7 +62,11 @@ VARIANTS = {
     "autoal_first_build": ("autoal", {"candidates": PAPER7, "autoal": {
         "objective": "max_loss", "prior": None, "per_sample_weights": True}}),
     # the prior alone, frozen (no search step): what the search must beat
-    "autoal_prior": ("autoal", {"autoal": {"prior": "margin+badge", "search_steps": 0}}),
+    # (today's defaults with no search step: badge's batch, as the one weight vector starts at
+    # equal shares, and the exploration share). Its folders before 2026-12-02 were made when
+    # AutoAL's default was per-sample weights (a SearchNet at its random initialisation), which
+    # this entry did not name, so they did not measure the frozen prior; they were set aside.
+    "autoal_prior": ("autoal", {"autoal": dict(_DEFAULTS_NOW, search_steps=0)}),
     # AutoAL's defaults: the value objective, from the margin + badge prior, one weight vector
     "autoal_value_global": ("autoal", {"autoal": {"objective": "value", "prior": "margin+badge",
                                                   "per_sample_weights": False}}),
@@ -120,6 +124,9 @@ VARIANTS = {
     "autoal_judge_random": ("autoal", {"autoal": dict(_DEFAULTS_NOW, judge="random_set")}),
     # the defaults with each sample valued by its influence on C through FitNet's output layer
     "autoal_influence": ("autoal", {"autoal": dict(_DEFAULTS_NOW, sample_value="influence")}),
+    # the defaults with the real-pool credit weighed to decide (credit_weight 10: about the
+    # value objective's spread between candidates)
+    "autoal_credit10": ("autoal", {"autoal": dict(_DEFAULTS_NOW, credit="effect", credit_weight=10.0)}),
     # control: each round margin's or badge's batch by a seeded coin (a choice with no information)
     "coin_margin_badge": ("coin", {"candidates": ("margin", "badge")}),
 }
