@@ -309,6 +309,11 @@ class AutoAL:
         the same search without either on MNIST-1D (5/5), level on digits (-0.0003 +-
         0.0033) and on Fashion-MNIST at 1000 + 5 x 1000 (+0.0002 +- 0.0023), and
         -0.0018 +- 0.0020 on Fashion-MNIST at 100 + 10 x 100.
+    explore_from : {"candidates", "random"}, default="candidates"
+        Where the exploration share comes from: each candidate's own best-ranked samples in
+        turn ("candidates"), or samples drawn uniformly at random from the rest of the pool
+        ("random", one process only): epsilon-greedy's uniform share, an unbiased sample of
+        the pool where every candidate's best-ranked samples are its most extreme ones.
     n_splits : int, default=1
         With the first-order value objective: B's per-sample values are averaged over
         the judges of ``n_splits`` (A, C) splits of the samples outside B (this round's
@@ -431,7 +436,7 @@ class AutoAL:
                  objective="value", prior="auto", judge_share=1 / 3, inner_lr=0.1, inner_steps=1,
                  first_order=True, per_sample_weights=False, credit=None, credit_weight=1.0, explore=0.1,
                  recent_in_b=True, n_splits=1, batch="score", sample_value="dot", diverse_factor=10.0,
-                 judge="labeled"):
+                 judge="labeled", explore_from="candidates"):
         caller = "AutoAL"
         if isinstance(strategies, str):
             strategies = (strategies,)
@@ -499,6 +504,7 @@ class AutoAL:
             raise ValueError(f"batch='shares' needs one weight vector ({caller}): per_sample_weights=False")
         self.sample_value = _check_choice(sample_value, "sample_value", ("dot", "cosine", "influence"), caller)
         self.judge = _check_choice(judge, "judge", ("labeled", "random_set"), caller)
+        self.explore_from = _check_choice(explore_from, "explore_from", ("candidates", "random"), caller)
         if judge == "random_set" and objective != "value":
             raise ValueError(f"judge='random_set' needs objective='value' ({caller}): only the value objective "
                              f"has a judge C; got objective={objective!r}")
@@ -889,6 +895,9 @@ class AutoAL:
                     raise ValueError(f"batch='diverse' and 'cluster_top' run on one process ({caller}): their k-means "
                                      f"over the top of the aggregated score is not sharded; use batch='score' with a "
                                      f"process group")
+            if self.explore_from == "random" and self.explore > 0 and red.shard is not None:
+                raise ValueError(f"explore_from='random' runs on one process ({caller}): its uniform draw over the "
+                                 f"pool is not sharded; use explore_from='candidates' with a process group")
             x = self._features(pool, features, caller, "pool")
             if tuple(x.shape[1:]) != self._fitted["x_shape"]:
                 raise ValueError(f"pool features have shape (n, {', '.join(map(str, x.shape[1:]))}) but fit saw "
@@ -937,7 +946,9 @@ class AutoAL:
                                    best_of_cell=self.batch == "cluster_top")
             else:
                 idx = red.topk(scores, k - m)
-            if m:
+            if m and self.explore_from == "random":
+                idx = _explore_random(idx, n, m, _derive_seed(seed, 4))
+            elif m:
                 idx = _explore(idx, cand.ranks, m, red)
             # the returned ids, for the next fit's new=; which candidates picked each, for the
             # credit only (sharded, that costs a collective)
@@ -1233,6 +1244,15 @@ def _explore(idx, ranks, m: int, red):
     turn adds its best-ranked sample not chosen yet (rank ties to the lower index)."""
     K = ranks.shape[1]
     return _round_robin(idx, ranks, [m // K + (j < m % K) for j in range(K)], red)
+
+
+def _explore_random(idx, n: int, m: int, seed: int):
+    """``idx`` plus m more drawn uniformly at random (seeded) from the other rows of the pool,
+    in the order drawn."""
+    keys = torch.rand(n, generator=torch.Generator().manual_seed(seed))
+    keys[idx.cpu()] = -1.0  # below every draw: never taken again
+    extra = torch.topk(keys, m).indices
+    return torch.cat([idx, extra.to(idx.device)])
 
 
 def _quotas(shares: torch.Tensor, total: int) -> list:

@@ -127,6 +127,8 @@ VARIANTS = {
     # the defaults with the real-pool credit weighed to decide (credit_weight 10: about the
     # value objective's spread between candidates)
     "autoal_credit10": ("autoal", {"autoal": dict(_DEFAULTS_NOW, credit="effect", credit_weight=10.0)}),
+    # the defaults with the exploration share drawn uniformly at random from the pool
+    "autoal_explore_random": ("autoal", {"autoal": dict(_DEFAULTS_NOW, explore_from="random")}),
     # control: each round margin's or badge's batch by a seeded coin (a choice with no information)
     "coin_margin_badge": ("coin", {"candidates": ("margin", "badge")}),
 }

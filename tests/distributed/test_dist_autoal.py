@@ -149,3 +149,30 @@ def test_fit_inside_a_process_group_is_the_single_process_fit(fitted):
     for rank, (cv, ws, val) in enumerate(res):
         assert cv == ref.candidate_value and val == ref.value, f"rank {rank}"
         assert ws == pytest.approx(ref.weight_share, abs=1e-7)
+
+
+def _one_process_options_worker(rank, world, state, logits, mc, emb, lab_z, lab_e):
+    lo, hi = shard_bounds(len(logits), world, rank)
+    pool = aaf.PoolOutputs(logits[lo:hi], embeddings=emb[lo:hi], mc_logits=mc[:, lo:hi])
+    out = {}
+    for label, kw in (("diverse", {"batch": "diverse"}), ("cluster_top", {"batch": "cluster_top"}),
+                      ("explore_random", {"explore_from": "random", "explore": 0.2})):
+        al = aaf.AutoAL(strategies=STRATS, seed=0, pretrain_steps=10, search_steps=10, **kw).load_state_dict(state)
+        try:
+            al.query(pool, K, labeled=aaf.PoolOutputs(lab_z, embeddings=lab_e))
+            out[label] = "no error"
+        except ValueError as exc:
+            out[label] = str(exc)
+    return out
+
+
+def test_one_process_options_refuse_a_sharded_pool_on_every_rank(fitted):
+    """batch='diverse'/'cluster_top' and explore_from='random' are not sharded: a process
+    group gets the error on every rank, in query's validation (before any collective of
+    the candidates could leave a rank waiting)."""
+    state, _, data = fitted
+    res = run_world(_one_process_options_worker, 2, state, *data)
+    for rank in (0, 1):
+        assert "run on one process" in res[rank]["diverse"] and "batch='score'" in res[rank]["diverse"]
+        assert "run on one process" in res[rank]["cluster_top"]
+        assert "explore_from='random' runs on one process" in res[rank]["explore_random"]
