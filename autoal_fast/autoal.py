@@ -296,7 +296,11 @@ class AutoAL:
         credit>``: evidence from labels the task model really got, not only from the
         simulation on B.
     credit_weight : float, default=1.0
-        Weight of the accumulated credit in SearchNet's objective (with ``credit``).
+        Weight of the accumulated credit in SearchNet's objective (with ``credit``). 10, for
+        the credit to decide (the value objective's spread between candidates is about 1),
+        measured against the defaults without credit: -0.0073 +- 0.0036 AUBC on digits,
+        -0.0017 +- 0.0033 and +0.0010 +- 0.0019 on the Fashion-MNIST settings, +0.0027 +- 0.0021
+        on MNIST-1D.
     explore : float, default=0.1
         The share of each query's k taken round-robin from every candidate's own
         best-ranked samples (the last ``round(explore * k)`` indices of the result, in
@@ -336,6 +340,8 @@ class AutoAL:
         layer, H the Hessian of FitNet's loss on A (``search.bilevel.influence_values``): the
         effect of sample i on C's loss once FitNet is retrained to its optimum, not after one
         step (Koh and Liang 2017), which discounts gradients along what A already teaches.
+        Measured against "dot": -0.0019 +- 0.0053 on digits, -0.0013 +- 0.0024 and -0.0010 +-
+        0.0032 on the Fashion-MNIST settings, -0.0105 +- 0.0041 on MNIST-1D: no better anywhere.
     batch : {"score", "shares"}, default="score"
         How the query assembles the k - ``round(explore * k)`` samples before the
         exploration share. "score": the top of the aggregated score (the paper's; with
@@ -374,6 +380,10 @@ class AutoAL:
         learning"): they crowd the decision boundary, so a judge drawn from them rewards
         what helps on hard samples rather than on the distribution the model is tested
         on. A random set is an unbiased judge, as GLISTER's held-out validation set is.
+        Measured (5 paired seeds, README ablation), "random_set" against "labeled": -0.0004 +-
+        0.0007 AUBC on digits, +0.0003 +- 0.0018 and -0.0012 +- 0.0010 on the two
+        Fashion-MNIST settings, -0.0092 +- 0.0012 on MNIST-1D (0/5), where the smaller, unbiased
+        judge moved the search to margin's batch in the late rounds; so "labeled".
     warm_start : bool, default=True
         Carry SearchNet, its loss head and its optimiser over to the next ``fit``.
     warm_start_fitnet : bool, default=False
