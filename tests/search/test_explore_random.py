@@ -7,6 +7,8 @@ import torch
 import autoal_fast as aaf
 from autoal_fast.autoal import _explore_random
 
+from test_credit import _toy
+
 
 @pytest.mark.parametrize("n,k,m,seed", [(10, 4, 2, 0), (200, 30, 7, 1), (50, 49, 10, 2), (5, 5, 5, 3), (7, 3, 0, 4)])
 def test_explore_random_matches_a_plain_draw(n, k, m, seed):
@@ -29,11 +31,6 @@ def test_explore_random_is_uniform_over_the_rest():
     freq = counts[k - m:] / 3000  # expected m / (n - k + m) = 0.125 each; 3 standard errors
     assert np.abs(freq - m / (n - k + m)).max() < 3 * np.sqrt(0.125 * 0.875 / 3000)
 
-
-def _toy(n, seed):
-    g = torch.Generator().manual_seed(seed)
-    return aaf.PoolOutputs(torch.randn(n, 3, generator=g), torch.randn(n, 8, generator=g)), \
-        torch.randint(0, 3, (n,), generator=g)
 
 
 def test_query_with_random_exploration_keeps_the_score_top_and_repeats():

@@ -7,6 +7,8 @@ import torch
 import autoal_fast as aaf
 from autoal_fast.autoal import _find_ids, _split_with_new
 
+from test_credit import _toy
+
 
 def _plain_split_sizes(n, n_old, share):
     """The sizes _split_with_new plans before the judge is restricted: (n_a, n_c)."""
@@ -62,12 +64,6 @@ def test_find_ids_against_a_plain_lookup():
     assert [int(p) for p, f in zip(pos, found) if f] == [where[int(w)] for w in want if int(w) in where]
     pos, found = _find_ids(np.zeros(0, dtype=np.int64), torch.tensor([1, 2]))
     assert not bool(found.any())
-
-
-def _toy(n, seed):
-    g = torch.Generator().manual_seed(seed)
-    return aaf.PoolOutputs(torch.randn(n, 3, generator=g), torch.randn(n, 6, generator=g)), \
-        torch.randint(0, 3, (n,), generator=g)
 
 
 def test_fit_uses_the_random_set_and_names_it_in_errors():
