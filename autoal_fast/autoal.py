@@ -495,6 +495,7 @@ class AutoAL:
         self.entropy_weight = _check_real(entropy_weight, "entropy_weight", caller, 0)
         self.objective = _check_choice(objective, "objective", ("max_loss", "value"), caller)
         self.prior = _as_prior(prior, strategies, caller)
+        self._prior_given = prior if isinstance(prior, (str, type(None))) else copy.deepcopy(prior)
         self.judge_share = _check_real(judge_share, "judge_share", caller, 0, 0.5, low_open=True)
         self.inner_lr = _check_real(inner_lr, "inner_lr", caller, 0, low_open=True)
         self.inner_steps = check_int(inner_steps, "inner_steps", caller, low=1)
@@ -1150,6 +1151,18 @@ class AutoAL:
         self._fitted = fitted
         self.round_ = int(state["round"])
         return self
+
+    def get_params(self) -> dict:
+        """Every constructor parameter as this AutoAL holds it (as scikit-learn's ``get_params``):
+        ``AutoAL(**al.get_params())`` builds an unfitted copy with the same settings. ``prior``
+        comes back as it was given, ``strategies`` as a tuple, ``device`` as set (None until
+        the first ``fit`` when it was None)."""
+        import inspect
+
+        names = [n for n in inspect.signature(AutoAL.__init__).parameters if n != "self"]
+        out = {n: getattr(self, n) for n in names}
+        out["prior"] = copy.deepcopy(self._prior_given)
+        return out
 
     def __repr__(self):
         return (f"AutoAL(strategies={list(self.strategies)}, budget={self.budget}, device={self.device}, "

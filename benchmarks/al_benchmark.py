@@ -166,6 +166,18 @@ def _label_config(setting: str, label: str, seed: int, threads: int):
     return ExperimentConfig(strategies=(strategy,), seeds=(seed,), threads=threads, **fields), strategy
 
 
+def stale_params(results: dict, cfg) -> dict:
+    """{parameter: (in the folder, now)} where a finished folder's AutoAL differs from the one
+    ``cfg`` builds today; {} when they agree, when no AutoAL ran, or for folders made before
+    results recorded ``autoal_params`` (those cannot be checked)."""
+    from autoal_fast.experiment import autoal_params
+
+    saved, now = results.get("autoal_params"), autoal_params(cfg)
+    if saved is None or now is None:
+        return {}
+    return {k: (saved.get(k), now.get(k)) for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)}
+
+
 def _folder(root, setting, label, seed):
     return os.path.join(root, setting, label, f"seed{seed}")
 
@@ -179,11 +191,17 @@ def run_one(root: str, setting: str, label: str, seed: int, threads: int) -> str
     torch.set_num_threads(threads)
     out = _folder(root, setting, label, seed)
     res_path = os.path.join(out, "results.json")
+    cfg, _ = _label_config(setting, label, seed, threads)
     if os.path.exists(res_path):
         with open(res_path) as f:
-            if json.load(f).get("complete"):
-                return f"{setting}/{label}/seed{seed}: done before"
-    cfg, _ = _label_config(setting, label, seed, threads)
+            done = json.load(f)
+        if done.get("complete"):
+            stale = stale_params(done, cfg)
+            if stale:
+                raise SystemExit(f"al_benchmark: {out} was made by an AutoAL with other parameters than label "
+                                 f"{label!r} resolves to now ({stale}); move the folder away or name the variant's "
+                                 f"settings in full under a new label")
+            return f"{setting}/{label}/seed{seed}: done before"
     t0 = time.perf_counter()
     resume = os.path.exists(os.path.join(out, CHECKPOINT))
     run_experiment(cfg, out=out, resume=resume, progress=False, verbose=False, plot=False)

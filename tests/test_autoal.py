@@ -339,3 +339,18 @@ def test_docstring_examples():
 
     for mod in (autoal_fast.autoal, autoal_fast.search.relax):
         assert doctest.testmod(mod).failed == 0
+
+
+@pytest.mark.parametrize("kw", [{}, {"seed": 3, "budget": 7, "prior": {"margin": 2.0, "entropy": 1.0}},
+                                {"strategies": ("margin", "entropy"), "prior": [1.0, 3.0], "explore": 0.0},
+                                {"prior": None, "judge": "random_set", "sample_value": "influence"}])
+def test_get_params_rebuilds_the_same_autoal(kw):
+    import inspect
+
+    al = AutoAL(**kw)
+    p = al.get_params()
+    assert list(p) == [n for n in inspect.signature(AutoAL.__init__).parameters if n != "self"]
+    twin = AutoAL(**p)
+    assert twin.get_params() == p and twin.prior == al.prior and twin.strategies == al.strategies
+    for name, value in kw.items():
+        assert p[name] == (tuple(value) if name == "strategies" else value)

@@ -9,8 +9,8 @@ import torch
 
 from autoal_fast import PoolOutputs
 from autoal_fast.experiment.alb import ALBL
-from autoal_fast.experiment import (ExperimentConfig, aubc, format_table, resolve_strategies, run_experiment,
-                                    strategy_names, strip_timings)
+from autoal_fast.experiment import (ExperimentConfig, aubc, autoal_params, format_table, resolve_strategies,
+                                    run_experiment, strategy_names, strip_timings)
 from autoal_fast.experiment.models import MLP, ResNet18, SmallCNN, build_model
 
 TINY = dict(dataset="digits", rounds=2, initial=20, budget=15, seeds=(0, 1), epochs=4, candidates=("margin", "coreset"))
@@ -106,6 +106,14 @@ def test_autoal_strategy_runs(tmp_path):
 
     labeled, names, shares = weight_share_by_round(res)
     assert labeled == [20, 35] and names == ["margin", "coreset"] and shares.shape == (2, 2)
+    # the folder records the AutoAL that ran, with the defaults of the day resolved
+    saved = json.loads((tmp_path / "results.json").read_text())["autoal_params"]
+    assert saved == autoal_params(cfg) and saved["search_steps"] == 20 and saved["explore"] == 0.1
+    assert saved["strategies"] == ["margin", "coreset"] and "seed" not in saved and "budget" not in saved
+    other = ExperimentConfig(strategies=("autoal",), autoal={"pretrain_steps": 20, "search_steps": 20,
+                                                             "explore": 0.0}, **dict(TINY, seeds=(0,)))
+    assert autoal_params(other)["explore"] == 0.0 and autoal_params(other) != saved
+    assert autoal_params(ExperimentConfig(strategies=("random",), **TINY)) is None
 
 
 # ----------------------------------------------------------------------------- ALBL
@@ -220,3 +228,34 @@ def test_autoal_can_read_the_inputs(tmp_path):
     assert [r["labeled"] for r in rounds] == [20, 35, 50] and set(rounds[0]["info"]["candidate_value"]) == {"margin", "coreset"}
     with pytest.raises(ValueError, match="autoal_features"):
         ExperimentConfig(autoal_features="pixels").validate()
+
+
+def test_al_benchmark_refuses_a_folder_made_by_another_autoal(tmp_path):
+    """benchmarks/al_benchmark.py counts a finished folder only when the AutoAL recorded in it
+    is the one its label builds today (a label that named too little once reused folders made
+    under other AutoAL defaults)."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "al_benchmark.py")
+    spec = importlib.util.spec_from_file_location("al_benchmark_under_test", path)
+    ab = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ab)
+    cfg, _ = ab._label_config("a", "autoal_prior", 0, 1)
+    other, _ = ab._label_config("a", "autoal_explore_random", 0, 1)
+    made = {"complete": True, "autoal_params": autoal_params(cfg)}
+    assert ab.stale_params(made, cfg) == {}
+    assert ab.stale_params(made, other) == {"explore_from": ("candidates", "random"), "search_steps": (0, 400)}
+    assert ab.stale_params({"complete": True}, cfg) == {}  # made before folders recorded it: not checkable
+    plain, _ = ab._label_config("a", "margin", 0, 1)
+    assert ab.stale_params(made, plain) == {}
+    out = tmp_path / "a" / "autoal_prior" / "seed0"
+    out.mkdir(parents=True)
+    (out / "results.json").write_text(json.dumps({"complete": True, "autoal_params": autoal_params(other)}))
+    threads = torch.get_num_threads()  # run_one sets torch's thread count
+    try:
+        with pytest.raises(SystemExit, match="made by an AutoAL with other parameters"):
+            ab.run_one(str(tmp_path), "a", "autoal_prior", 0, 1)
+        (out / "results.json").write_text(json.dumps(made))
+        assert ab.run_one(str(tmp_path), "a", "autoal_prior", 0, 1).endswith("done before")
+    finally:
+        torch.set_num_threads(threads)

@@ -16,8 +16,8 @@ The library (``autoal_fast`` outside this package) never imports it.
 """
 from .checkpoints import CHECKPOINT
 from .config import EXTRA_STRATEGIES, ExperimentConfig, resolve_strategies, strategy_names
-from .loop import StrategyError, query_indices, run_experiment
+from .loop import StrategyError, autoal_params, query_indices, run_experiment
 from .reports import aubc, format_table, merge_results, strip_timings, write_reports
 
 __all__ = ["ExperimentConfig", "StrategyError", "run_experiment", "strategy_names", "resolve_strategies", "query_indices",
-           "aubc", "format_table", "merge_results", "write_reports", "strip_timings", "EXTRA_STRATEGIES", "CHECKPOINT"]
+           "autoal_params", "aubc", "format_table", "merge_results", "write_reports", "strip_timings", "EXTRA_STRATEGIES", "CHECKPOINT"]

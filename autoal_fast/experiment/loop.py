@@ -47,7 +47,7 @@ from .datasets import load_dataset
 from .models import build_model
 from .reports import aubc, format_table, summarise, write_reports
 
-__all__ = ["StrategyError", "run_experiment", "query_indices"]
+__all__ = ["StrategyError", "run_experiment", "query_indices", "autoal_params"]
 
 
 class StrategyError(RuntimeError):
@@ -131,6 +131,31 @@ def _autoal(cfg: ExperimentConfig, k: int, device, seed: int, **overrides):
     if cfg.autoal_features == "inputs":
         kw["backbone"] = torch.nn.Flatten()
     return AutoAL(strategies=list(cfg.candidates), budget=k, device=device, seed=seed, **kw)
+
+
+def autoal_params(cfg: ExperimentConfig) -> dict | None:
+    """AutoAL's constructor parameters as this config resolves them, JSON-able (None when
+    the config runs no AutoAL): what a run folder's results hold, so that a folder made
+    under other AutoAL defaults can be told apart from one made under today's. ``budget``,
+    ``device`` and ``seed`` are left out (the loop sets them per run); a backbone is named
+    by its class."""
+    if "autoal" not in cfg.strategies:
+        return None
+    import json
+
+    p = _autoal(cfg, cfg.budget, None, 0).get_params()
+    for key in ("budget", "device", "seed"):
+        p.pop(key)
+    p["backbone"] = None if p["backbone"] is None else type(p["backbone"]).__name__
+    return json.loads(json.dumps(p, default=list))
+
+
+def _summary(runs: dict, cfg: ExperimentConfig, complete: bool) -> dict:
+    results = summarise(runs, cfg, complete=complete)
+    params = autoal_params(cfg)
+    if params is not None:
+        results["autoal_params"] = params
+    return results
 
 
 def query_indices(name: str, pool: PoolOutputs, k: int, *, labeled: PoolOutputs, labeled_y, seed: int,
@@ -383,13 +408,13 @@ def run_experiment(config: ExperimentConfig | None = None, out: str = "autoal_ru
                 ck["runs"].setdefault(name, {})[seed] = run
                 ck["current"] = None
                 save_atomic(ck, ck_path)
-                write_reports(summarise(ck["runs"], cfg, complete=False), out, plot=False)
+                write_reports(_summary(ck["runs"], cfg, complete=False), out, plot=False)
     finally:
         if bar is not None:
             bar.close()
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(det)
-    results = summarise(ck["runs"], cfg, complete=True)
+    results = _summary(ck["runs"], cfg, complete=True)
     write_reports(results, out, plot=plot)
     if verbose:
         print(format_table(results))

@@ -161,6 +161,8 @@ def merge_results(results_list, notes=None) -> dict:
                 continue
             merged["strategies"][name] = v
             merged["config"]["strategies"].append(name)
+            if name == "autoal" and r.get("autoal_params") is not None:  # the AutoAL that ran
+                merged["autoal_params"] = r["autoal_params"]
     return merged
 
 
