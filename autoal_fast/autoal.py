@@ -301,6 +301,13 @@ class AutoAL:
         measured against the defaults without credit: -0.0073 +- 0.0036 AUBC on digits,
         -0.0017 +- 0.0033 and +0.0010 +- 0.0019 on the Fashion-MNIST settings, +0.0027 +- 0.0021
         on MNIST-1D.
+    credit_evidence : {"mean", "z"}, default="mean"
+        What the credit term weighs: each candidate's accumulated credit ("mean", in units of
+        the batches' spread), or that mean times the square root of how many of its
+        recommended samples were measured ("z"): under no difference between candidates each
+        measured sample adds one unit of spread of noise, so "z" is the credit's test
+        statistic, large only where the evidence is (many labels a round, many rounds), and
+        the credit decides only there.
     explore : float, default=0.1
         The share of each query's k taken round-robin from every candidate's own
         best-ranked samples (the last ``round(explore * k)`` indices of the result, in
@@ -446,7 +453,7 @@ class AutoAL:
                  objective="value", prior="auto", judge_share=1 / 3, inner_lr=0.1, inner_steps=1,
                  first_order=True, per_sample_weights=False, credit=None, credit_weight=1.0, explore=0.1,
                  recent_in_b=True, n_splits=1, batch="score", sample_value="dot", diverse_factor=10.0,
-                 judge="labeled", explore_from="candidates"):
+                 judge="labeled", explore_from="candidates", credit_evidence="mean"):
         caller = "AutoAL"
         if isinstance(strategies, str):
             strategies = (strategies,)
@@ -506,6 +513,7 @@ class AutoAL:
             raise ValueError(f"credit='effect' needs objective='value' ({caller}): a sample's value is "
                              f"measured against the judge set C; got objective={objective!r}")
         self.credit_weight = _check_real(credit_weight, "credit_weight", caller, 0)
+        self.credit_evidence = _check_choice(credit_evidence, "credit_evidence", ("mean", "z"), caller)
         self.explore = _check_real(explore, "explore", caller, 0, 0.5)
         self.recent_in_b = _check_flag(recent_in_b, "recent_in_b", caller)
         self.n_splits = check_int(n_splits, "n_splits", caller, low=1)
@@ -559,7 +567,11 @@ class AutoAL:
         return 0 if self._pending is None else int(self._pending["ids"].numel())
 
     def credit_now(self) -> tuple:
-        """The credit accumulated so far, one float per strategy (0 where none measured)."""
+        """The credit accumulated so far, one float per strategy (0 where none measured): the
+        count-weighted mean, or with ``credit_evidence="z"`` that mean times the square root
+        of its count."""
+        if self.credit_evidence == "z":
+            return tuple(s / math.sqrt(c) if c > 0 else 0.0 for s, c in zip(self._credit_sum, self._credit_count))
         return tuple(s / c if c > 0 else 0.0 for s, c in zip(self._credit_sum, self._credit_count))
 
     def _new_positions(self, new, n: int, caller: str):

@@ -129,6 +129,9 @@ VARIANTS = {
     "autoal_credit10": ("autoal", {"autoal": dict(_DEFAULTS_NOW, credit="effect", credit_weight=10.0)}),
     # the defaults with the exploration share drawn uniformly at random from the pool
     "autoal_explore_random": ("autoal", {"autoal": dict(_DEFAULTS_NOW, explore_from="random")}),
+    # the defaults with the real-pool credit as its test statistic (mean x sqrt(count))
+    "autoal_credit_z": ("autoal", {"autoal": dict(_DEFAULTS_NOW, credit="effect", credit_weight=1.0,
+                                                  credit_evidence="z")}),
     # control: each round margin's or badge's batch by a seeded coin (a choice with no information)
     "coin_margin_badge": ("coin", {"candidates": ("margin", "badge")}),
 }

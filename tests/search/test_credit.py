@@ -227,3 +227,20 @@ def test_recent_in_b_puts_last_batch_in_b_without_credit(recent):
         assert r2.n_new == 10 and r2.n_a == 16 and r2.n_b == 17 and al.n_pending == 0
     else:  # the plain random split of all 50
         assert r2.n_new == 0 and r2.n_a == (50 - round(50 / 3)) // 2 and r2.n_b == 50 - round(50 / 3) - r2.n_a
+
+
+def test_credit_evidence_z_is_the_mean_times_the_root_of_its_count():
+    g = torch.Generator().manual_seed(7)
+    sums = (torch.randn(4, generator=g) * 5).tolist()
+    counts = [9.0, 0.0, 250.0, 1.0]
+    got = {}
+    for ev in ("mean", "z"):
+        al = aaf.AutoAL(strategies=("entropy", "margin", "badge", "kmeans"), credit="effect", credit_evidence=ev)
+        al._credit_sum, al._credit_count = list(sums), list(counts)
+        got[ev] = al.credit_now()
+    ref_mean = [s / c if c else 0.0 for s, c in zip(sums, counts)]
+    assert got["mean"] == pytest.approx(ref_mean, rel=1e-12)
+    assert got["z"] == pytest.approx([m * np.sqrt(c) for m, c in zip(ref_mean, counts)], rel=1e-12)
+    assert got["z"][1] == 0.0  # nothing measured: no evidence either way
+    with pytest.raises(ValueError, match="credit_evidence must be"):
+        aaf.AutoAL(credit="effect", credit_evidence="t")
