@@ -307,7 +307,9 @@ class AutoAL:
         recommended samples were measured ("z"): under no difference between candidates each
         measured sample adds one unit of spread of noise, so "z" is the credit's test
         statistic, large only where the evidence is (many labels a round, many rounds), and
-        the credit decides only there.
+        the credit decides only there. Measured with ``credit_weight=1`` against the defaults
+        without credit (5 paired seeds): -0.0047 +- 0.0039 AUBC on digits, -0.0019 +- 0.0025 and
+        +0.0007 +- 0.0005 on the two Fashion-MNIST settings, -0.0010 +- 0.0033 on MNIST-1D.
     explore : float, default=0.1
         The share of each query's k taken round-robin from every candidate's own
         best-ranked samples (the last ``round(explore * k)`` indices of the result, in
