@@ -25,15 +25,17 @@ def test_every_judge_sees_the_same_b_and_none_of_it(monkeypatch):
     over their mean absolute value."""
     lab, y = _toy(90, 0)
     seen = {"pretrain": [], "values": []}
-    real_pretrain, real_values = autoal_mod.pretrain_fitnet, autoal_mod.sample_values
+    real_pretrain, real_values = autoal_mod.pretrain_fitnet, autoal_mod.judged_values
 
     def spy_pretrain(net, opt, x_a, y_a, *a, **kw):
         seen["pretrain"].append((net, x_a.clone()))
         return real_pretrain(net, opt, x_a, y_a, *a, **kw)
 
-    def spy_values(net, x_b, y_b, x_c, y_c, *a, **kw):
-        v = real_values(net, x_b, y_b, x_c, y_c, *a, **kw)
+    def spy_values(kind, net, x_a, y_a, x_b, y_b, x_c, y_c):
+        v = real_values(kind, net, x_a, y_a, x_b, y_b, x_c, y_c)
         seen["values"].append((net, x_b.clone(), x_c.clone(), v.clone()))
+        # each judge's A is the one its FitNet trained on
+        assert any(n is net and torch.equal(xa, x_a) for n, xa in seen["pretrain"])
         return v
 
     captured = {}
@@ -45,7 +47,7 @@ def test_every_judge_sees_the_same_b_and_none_of_it(monkeypatch):
         return real_alternate(*args, values=values, **kw)
 
     monkeypatch.setattr(autoal_mod, "pretrain_fitnet", spy_pretrain)
-    monkeypatch.setattr(autoal_mod, "sample_values", spy_values)
+    monkeypatch.setattr(autoal_mod, "judged_values", spy_values)
     monkeypatch.setattr(autoal_mod, "alternate", spy_alternate)
     al = aaf.AutoAL(strategies=("entropy", "margin", "badge"), seed=3, n_splits=3, pretrain_steps=10,
                     search_steps=5)
