@@ -132,6 +132,8 @@ VARIANTS = {
     # the defaults with the real-pool credit as its test statistic (mean x sqrt(count))
     "autoal_credit_z": ("autoal", {"autoal": dict(_DEFAULTS_NOW, credit="effect", credit_weight=1.0,
                                                   credit_evidence="z")}),
+    # sensitivity of the exploration share: twice the default's
+    "autoal_explore02": ("autoal", {"autoal": dict(_DEFAULTS_NOW, explore=0.2)}),
     # control: each round margin's or badge's batch by a seeded coin (a choice with no information)
     "coin_margin_badge": ("coin", {"candidates": ("margin", "badge")}),
 }
