@@ -24,7 +24,7 @@ from ._validation import (FLOAT32_MAX, check_bool, check_device, check_finite_ro
                           is_array, native_array)
 from .pool import PoolOutputs
 from .search.bilevel import (FitReport, SearchConfig, Timer, alternate, candidate_values, effect_credit,
-                             judged_values, pretrain_fitnet)
+                             judged_values, pretrain_fitnet, sample_values)
 from .search.candidates import Candidates, compute_candidates
 from .search.nets import FitNet, SearchNet
 from .search.relax import aggregate
@@ -310,6 +310,13 @@ class AutoAL:
         the credit decides only there. Measured with ``credit_weight=1`` against the defaults
         without credit (5 paired seeds): -0.0047 +- 0.0039 AUBC on digits, -0.0019 +- 0.0025 and
         +0.0007 +- 0.0005 on the two Fashion-MNIST settings, -0.0010 +- 0.0033 on MNIST-1D.
+    credit_view : {"now", "query"}, default="now"
+        Where the credit measures last round's batch (with ``credit``). "now": with this
+        round's FitNet and judge, over this round's features, from a task model that has
+        been trained on the batch. "query": in the state the batch was chosen in (issue 11
+        item 5's suspect): last round's FitNet and judge C, over the features the query saw
+        (its rows kept by ``query``, the judge's by ``fit``; both carried in ``state_dict``),
+        so that no part of the measurement has seen the batch's labels. One process only.
     explore : float, default=0.1
         The share of each query's k taken round-robin from every candidate's own
         best-ranked samples (the last ``round(explore * k)`` indices of the result, in
@@ -458,7 +465,7 @@ class AutoAL:
                  objective="value", prior="auto", judge_share=1 / 3, inner_lr=0.1, inner_steps=1,
                  first_order=True, per_sample_weights=False, credit=None, credit_weight=1.0, explore=0.1,
                  recent_in_b=True, n_splits=1, batch="score", sample_value="dot", diverse_factor=10.0,
-                 judge="labeled", explore_from="candidates", credit_evidence="mean"):
+                 judge="labeled", explore_from="candidates", credit_evidence="mean", credit_view="now"):
         caller = "AutoAL"
         if isinstance(strategies, str):
             strategies = (strategies,)
@@ -519,6 +526,10 @@ class AutoAL:
                              f"measured against the judge set C; got objective={objective!r}")
         self.credit_weight = _check_real(credit_weight, "credit_weight", caller, 0)
         self.credit_evidence = _check_choice(credit_evidence, "credit_evidence", ("mean", "z"), caller)
+        self.credit_view = _check_choice(credit_view, "credit_view", ("now", "query"), caller)
+        if credit_view == "query" and (credit is None or sample_value == "influence"):
+            raise ValueError(f"credit_view='query' needs credit='effect' and sample_value 'dot' or 'cosine' "
+                             f"({caller}); got credit={credit!r}, sample_value={sample_value!r}")
         self.explore = _check_real(explore, "explore", caller, 0, 0.5)
         self.recent_in_b = _check_flag(recent_in_b, "recent_in_b", caller)
         self.n_splits = check_int(n_splits, "n_splits", caller, low=1)
@@ -542,6 +553,8 @@ class AutoAL:
         self._pending = None
         # global ids of the labeled set at the first query_model call (judge="random_set")
         self._random_ids = None
+        # credit_view="query": the last fit's judge C as that round's features saw it
+        self._judge_then = None
         # learned state
         self.round_ = 0
         self.fitnet_ = None
@@ -743,6 +756,14 @@ class AutoAL:
                 x_a, y_a, x_b, y_b = x_dev[ia_d], y_dev[ia_d], x_dev[ib_d], y_dev[ib_d]
                 ic_d = ic.to(device)
                 x_c, y_c = x_dev[ic_d], y_dev[ic_d]
+            v_then = None
+            if (new_pos is not None and self.credit_view == "query" and self._pending.get("x") is not None
+                    and self._judge_then is not None and self.fitnet_ is not None):
+                # last round's batch valued as it was chosen: that round's FitNet, judge and features
+                with timer("credit"), _threads(self.search_threads, device):
+                    v_then = sample_values(self.fitnet_, self._pending["x"].to(device), y_dev[new_pos.to(device)],
+                                           self._judge_then["x"].to(device), self._judge_then["y"].to(device),
+                                           cosine=self.sample_value == "cosine")
             same_shape = (self._fitted is not None and self._fitted["n_classes"] == C
                           and self._fitted["x_shape"] == tuple(x.shape[1:]))
             fresh_search = not (self.warm_start and same_shape and self.searchnet_ is not None)
@@ -763,7 +784,7 @@ class AutoAL:
                 # last round's batch, by what it was worth
                 with timer("credit"), _threads(self.search_threads, device):
                     self._add_credit(x_dev[new_pos.to(device)], y_dev[new_pos.to(device)], x_a, y_a, x_c, y_c,
-                                     report)
+                                     report, values=v_then)
                 cfg = dataclasses.replace(cfg, credit=self.credit_now())
             if new_pos is not None:
                 report.n_new = int(new_pos.numel())
@@ -795,6 +816,8 @@ class AutoAL:
                                             values=report.sample_values)
                 report.candidate_value = dict(zip(self.strategies, vals))
         report.times = timer.times
+        if self.credit_view == "query":  # the judge as this round sees it, for the next round's credit
+            self._judge_then = {"x": x_c.detach().to("cpu", torch.float32), "y": y_c.cpu()}
         self._fitted = {"n_classes": C, "x_shape": tuple(x.shape[1:]), "ratio": ratio,
                         "round_seed": round_seed}
         self._labeled = labeled
@@ -826,10 +849,12 @@ class AutoAL:
             total = total + scaled(judged_values(kind, net, x_dev[ia], y_dev[ia], x_b, y_b, x_dev[ic], y_dev[ic]))
         return total / self.n_splits
 
-    def _add_credit(self, x_new, y_new, x_a, y_a, x_c, y_c, report) -> None:
-        """Measure last query's batch (now labelled) with FitNet trained on A, judged by C,
-        and add it to the running credit."""
-        v = judged_values(self.sample_value, self.fitnet_, x_a, y_a, x_new, y_new, x_c, y_c)
+    def _add_credit(self, x_new, y_new, x_a, y_a, x_c, y_c, report, values=None) -> None:
+        """Measure last query's batch (now labelled) with FitNet trained on A, judged by C
+        (or take ``values``, measured in the round that chose it), and add it to the running
+        credit."""
+        v = values if values is not None else judged_values(self.sample_value, self.fitnet_, x_a, y_a, x_new,
+                                                            y_new, x_c, y_c)
         cred, counts = effect_credit(v, self._pending["picks"].to(v.device))
         for j, (g, c) in enumerate(zip(cred.tolist(), counts.tolist())):
             if c > 0 and math.isfinite(g):
@@ -923,6 +948,9 @@ class AutoAL:
                     raise ValueError(f"batch='diverse' and 'cluster_top' run on one process ({caller}): their k-means "
                                      f"over the top of the aggregated score is not sharded; use batch='score' with a "
                                      f"process group")
+            if self.credit_view == "query" and red.shard is not None:
+                raise ValueError(f"credit_view='query' runs on one process ({caller}): it keeps the batch's rows "
+                                 f"of this shard's features; use credit_view='now' with a process group")
             if self.explore_from == "random" and self.explore > 0 and red.shard is not None:
                 raise ValueError(f"explore_from='random' runs on one process ({caller}): its uniform draw over the "
                                  f"pool is not sharded; use explore_from='candidates' with a process group")
@@ -982,6 +1010,8 @@ class AutoAL:
             # credit only (sharded, that costs a collective)
             self._pending = {"ids": idx.cpu(),
                              "picks": _picks_of(idx, cand.picks, red) if self.credit is not None else None}
+            if self.credit_view == "query":  # the batch as this round's features see it
+                self._pending["x"] = x[idx.to(x.device)].detach().to("cpu", torch.float32)
         return QueryResult(indices=idx.to(pool.device), scores=scores, weights=weights,
                            strategies=self.strategies, mc_source=mc_source)
 
@@ -1113,6 +1143,7 @@ class AutoAL:
             "credit": {"sum": list(self._credit_sum), "count": list(self._credit_count),
                        "pending": None if self._pending is None else dict(self._pending)},
             "random_ids": self._random_ids,
+            "judge_then": self._judge_then,
         })
 
     def load_state_dict(self, state: dict) -> "AutoAL":
@@ -1161,8 +1192,13 @@ class AutoAL:
             self._pending = None if pend is None else {"ids": torch.as_tensor(pend["ids"]).long(),
                                                       "picks": None if pend.get("picks") is None else
                                                       torch.as_tensor(pend["picks"]).bool()}
+            if pend is not None and pend.get("x") is not None:
+                self._pending["x"] = torch.as_tensor(pend["x"]).float()
         else:
             self._credit_sum, self._credit_count, self._pending = [0.0] * K, [0.0] * K, None
+        jt = state.get("judge_then")
+        self._judge_then = None if jt is None else {"x": torch.as_tensor(jt["x"]).float(),
+                                                     "y": torch.as_tensor(jt["y"]).long()}
         rid = state.get("random_ids")  # states saved before judge="random_set" lack it
         self._random_ids = None if rid is None else torch.as_tensor(rid).long().cpu()
         self._fitted = fitted

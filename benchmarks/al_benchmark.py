@@ -132,6 +132,9 @@ VARIANTS = {
     # the defaults with the real-pool credit as its test statistic (mean x sqrt(count))
     "autoal_credit_z": ("autoal", {"autoal": dict(_DEFAULTS_NOW, credit="effect", credit_weight=1.0,
                                                   credit_evidence="z")}),
+    # the credit measured in the state its batch was chosen in, weighed to decide and as the default weight
+    "autoal_credit10_query": ("autoal", {"autoal": dict(_DEFAULTS_NOW, credit="effect", credit_weight=10.0,
+                                                        credit_view="query")}),
     # sensitivity of the exploration share: twice the default's
     "autoal_explore02": ("autoal", {"autoal": dict(_DEFAULTS_NOW, explore=0.2)}),
     # control: each round margin's or badge's batch by a seeded coin (a choice with no information)

@@ -244,3 +244,41 @@ def test_credit_evidence_z_is_the_mean_times_the_root_of_its_count():
     assert got["z"][1] == 0.0  # nothing measured: no evidence either way
     with pytest.raises(ValueError, match="credit_evidence must be"):
         aaf.AutoAL(credit="effect", credit_evidence="t")
+
+
+def test_credit_view_query_values_the_batch_as_it_was_chosen():
+    """credit_view="query": the next fit values last round's batch with last round's FitNet,
+    judge C and the features the query saw (not this round's), also through a reload."""
+    import copy
+
+    from autoal_fast.search.bilevel import sample_values
+
+    lab, y = _toy(60, 0)
+    pool, y_pool = _toy(300, 1)
+    kw = dict(strategies=("entropy", "margin", "badge"), seed=2, credit="effect", credit_view="query",
+              pretrain_steps=10, search_steps=10)
+    al = aaf.AutoAL(**kw)
+    al.fit(lab, y, k=12, n_pool=300)
+    q = al.query(pool, 12)
+    then_net, then_judge = copy.deepcopy(al.fitnet_), copy.deepcopy(al._judge_then)
+    picks = al._pending["picks"].clone()
+    torch.testing.assert_close(al._pending["x"], pool.embeddings[q.indices])
+    al = aaf.AutoAL(**kw).load_state_dict(al.state_dict())  # the harness reloads every round
+    # this round's task model sees the batch differently: other embeddings for the same samples
+    g = torch.Generator().manual_seed(9)
+    lab2 = aaf.PoolOutputs(torch.cat([lab.logits, pool.logits[q.indices]]),
+                           torch.cat([lab.embeddings, pool.embeddings[q.indices]]) + torch.randn(72, 6, generator=g))
+    y_new = y_pool[q.indices]
+    rep = al.fit(lab2, torch.cat([y, y_new]), k=12, n_pool=288, new=torch.arange(60, 72))
+    v = sample_values(then_net, pool.embeddings[q.indices], y_new, then_judge["x"], then_judge["y"])
+    want, _ = effect_credit(v, picks)
+    got = torch.tensor([rep.real_credit[s] for s in kw["strategies"]])
+    torch.testing.assert_close(got, want.float(), equal_nan=True)
+    now = aaf.AutoAL(**dict(kw, credit_view="now"))
+    now.fit(lab, y, k=12, n_pool=300)
+    now.query(pool, 12)
+    assert "x" not in now._pending and now._judge_then is None
+    with pytest.raises(ValueError, match="credit_view='query' needs credit='effect'"):
+        aaf.AutoAL(credit_view="query")
+    with pytest.raises(ValueError, match="credit_view must be"):
+        aaf.AutoAL(credit="effect", credit_view="then")
