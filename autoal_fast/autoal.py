@@ -794,6 +794,13 @@ class AutoAL:
                 cfg = dataclasses.replace(cfg, credit=self.credit_now())
             if new_pos is not None:
                 report.n_new = int(new_pos.numel())
+                with torch.no_grad():
+                    self.fitnet_.eval()
+                    nd = new_pos.to(device)
+                    report.margins = {"fitnet_batch": _mean_margin(self.fitnet_(x_dev[nd])),
+                                      "task_batch_now": _mean_margin(labeled.logits[new_pos.to(labeled.device)])}
+                    if self._pending.get("margin_at_query") is not None:
+                        report.margins["task_batch_at_query"] = self._pending["margin_at_query"]
                 self._pending = None
             if self.credit is not None:
                 report.credit = dict(zip(self.strategies, self.credit_now()))
@@ -1018,6 +1025,16 @@ class AutoAL:
                              "picks": _picks_of(idx, cand.picks, red) if self.credit is not None else None}
             if self.credit_view == "query":  # the batch as this round's features see it
                 self._pending["x"] = x[idx.to(x.device)].detach().to("cpu", torch.float32)
+            if red.shard is None and n:  # how the batch and the pool look (FitReport.margins)
+                self._pending["margin_at_query"] = _mean_margin(pool.logits[idx.to(pool.logits.device)])
+                rows = torch.randperm(n, generator=torch.Generator().manual_seed(_derive_seed(seed, 5)))[:4096]
+                with torch.no_grad():
+                    self.fitnet_.eval()
+                    xr = x[rows.to(x.device)].to(self.device)
+                    fit_pool = _mean_margin(self.fitnet_(xr.to(torch.float32) if xr.is_floating_point() else xr))
+                if self.report_ is not None:
+                    self.report_.margins.update(fitnet_pool=fit_pool,
+                                                task_pool=_mean_margin(pool.logits[rows.to(pool.logits.device)]))
         return QueryResult(indices=idx.to(pool.device), scores=scores, weights=weights,
                            strategies=self.strategies, mc_source=mc_source)
 
@@ -1200,6 +1217,8 @@ class AutoAL:
                                                       torch.as_tensor(pend["picks"]).bool()}
             if pend is not None and pend.get("x") is not None:
                 self._pending["x"] = torch.as_tensor(pend["x"]).float()
+            if pend is not None and pend.get("margin_at_query") is not None:
+                self._pending["margin_at_query"] = float(pend["margin_at_query"])
         else:
             self._credit_sum, self._credit_count, self._pending = [0.0] * K, [0.0] * K, None
         jt = state.get("judge_then")
@@ -1326,6 +1345,17 @@ def _explore(idx, ranks, m: int, red):
     turn adds its best-ranked sample not chosen yet (rank ties to the lower index)."""
     K = ranks.shape[1]
     return _round_robin(idx, ranks, [m // K + (j < m % K) for j in range(K)], red)
+
+
+def _mean_margin(logits) -> float:
+    """Mean top-2 softmax margin of a (n, C) block of logits (any float dtype); NaN when empty."""
+    z = torch.as_tensor(logits).float()
+    if z.shape[0] == 0:
+        return float("nan")
+    if z.shape[1] < 2:
+        return 1.0
+    top = torch.softmax(z, 1).topk(2, dim=1).values
+    return float((top[:, 0] - top[:, 1]).mean())
 
 
 def _explore_random(idx, n: int, m: int, seed: int):

@@ -135,6 +135,9 @@ VARIANTS = {
     # the credit measured in the state its batch was chosen in, weighed to decide and as the default weight
     "autoal_credit10_query": ("autoal", {"autoal": dict(_DEFAULTS_NOW, credit="effect", credit_weight=10.0,
                                                         credit_view="query")}),
+    # the defaults named in full, run again with FitReport.margins recorded (how B looks; the
+    # same picks as autoal_explore's folders)
+    "autoal_defaults": ("autoal", {"autoal": dict(_DEFAULTS_NOW)}),
     # sensitivity of the exploration share: twice the default's
     "autoal_explore02": ("autoal", {"autoal": dict(_DEFAULTS_NOW, explore=0.2)}),
     # control: each round margin's or badge's batch by a seeded coin (a choice with no information)
@@ -297,6 +300,20 @@ def _credit_fidelity(label_runs: dict, aubc: dict) -> dict:
             "spearman_mean_credit": spearman([mean_credit[c] for c in names], real), "mean_credit": mean_credit}
 
 
+MARGIN_KEYS = ("fitnet_batch", "fitnet_pool", "task_batch_at_query", "task_batch_now", "task_pool")
+
+
+def _batch_looks(runs: dict) -> dict:
+    """Mean over rounds and seeds of each FitReport.margins entry (rounds that have them all)."""
+    rows = [rd["info"]["margins"] for r in runs.values() for rd in r["rounds"]
+            if set(MARGIN_KEYS) <= set(rd.get("info", {}).get("margins", {}))]
+    if not rows:
+        return {}
+    out = {k: float(np.mean([row[k] for row in rows])) for k in MARGIN_KEYS}
+    out["rounds"] = len(rows)
+    return out
+
+
 def summary(root: str, settings, ref: str) -> dict:
     from autoal_fast.experiment.reports import paired_differences, spearman
 
@@ -329,6 +346,10 @@ def summary(root: str, settings, ref: str) -> dict:
                                                         [float(np.mean(list(aubc[c].values()))) for c in names])
         if fid:
             entry["fidelity"] = fid
+        looks = {lab: _batch_looks(v) for lab, v in runs.items()}
+        looks = {lab: f for lab, f in looks.items() if f}
+        if looks:
+            entry["batch_looks"] = looks
         cfid = {lab: _credit_fidelity(v, aubc) for lab, v in runs.items()}
         cfid = {lab: f for lab, f in cfid.items() if f}
         if cfid:
@@ -355,6 +376,11 @@ def markdown(summ: dict, ref: str) -> str:
                           f"values against the real next-round accuracies, per round {fid['spearman_per_round_mean']:+.2f}"
                           f" ± {fid['spearman_per_round_se']:.2f}, summed over rounds {fid['spearman_summed']:+.2f}; "
                           f"summed against the candidates' own AUBCs {fid.get('spearman_summed_vs_aubc', float('nan')):+.2f}."]
+        for lab, bl in e.get("batch_looks", {}).items():
+            lines += ["", f"How last round's batch looks ({lab}, {bl['rounds']} rounds; mean top-2 softmax margin, 1 = "
+                          f"certain): to this round's FitNet {bl['fitnet_batch']:.3f} against {bl['fitnet_pool']:.3f} "
+                          f"on the pool; to the task model {bl['task_batch_at_query']:.3f} when it was queried, "
+                          f"{bl['task_batch_now']:.3f} now that it has trained on it, {bl['task_pool']:.3f} on the pool."]
         for lab, cf in e.get("credit_fidelity", {}).items():
             lines += ["", f"Fidelity of the real-pool credit ({lab}, {cf['seeds']} seeds, {len(cf['candidates'])} "
                           f"candidates with runs here): Spearman of the credit accumulated by the last round against "

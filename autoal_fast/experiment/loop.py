@@ -213,6 +213,8 @@ def query_indices(name: str, pool: PoolOutputs, k: int, *, labeled: PoolOutputs,
             info["weight_share"] = {c: round(float(v), 6) for c, v in zip(cfg.candidates, w.float().mean(0))}
         if getattr(rep, "candidate_value", None):
             info["candidate_value"] = {c: round(float(v), 6) for c, v in rep.candidate_value.items()}
+        if getattr(rep, "margins", None):
+            info["margins"] = {key: round(float(v), 6) for key, v in rep.margins.items()}
         for key in ("real_credit", "credit"):
             if getattr(rep, key, None):
                 info[key] = {c: (round(float(v), 6) if v == v else None) for c, v in getattr(rep, key).items()}

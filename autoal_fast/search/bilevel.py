@@ -112,6 +112,15 @@ class FitReport:
         Strategy name -> the credit accumulated over rounds that the search used.
     n_new : int
         Newly labelled samples the credit was measured on (0: none).
+    margins : dict
+        How last round's batch looks now against the pool (issue 11 item 5): mean top-2
+        softmax margins (1 = certain). "fitnet_batch": this round's FitNet on the batch's
+        rows (it has not trained on them, but the task model whose embeddings it reads
+        has); "fitnet_pool": the same FitNet on up to 4096 pool rows (set by ``query``);
+        "task_batch_at_query": the task model on the batch when it was queried, as part of
+        the pool; "task_batch_now": this round's task model on it; "task_pool": this
+        round's task model on the pool rows (set by ``query``). Empty before a batch is
+        named by ``new=``; the pool's entries only on one process.
     candidate_value : dict
         With ``objective="value"``: strategy name -> the value of its own hard picks on
         B (C's loss drop after FitNet's update on them, over the drop for a uniform
@@ -142,6 +151,7 @@ class FitReport:
     real_credit: dict = field(default_factory=dict)
     credit: dict = field(default_factory=dict)
     n_new: int = 0
+    margins: dict = field(default_factory=dict)
     n_a: int = 0
     n_b: int = 0
     k_b: int = 0

@@ -282,3 +282,35 @@ def test_credit_view_query_values_the_batch_as_it_was_chosen():
         aaf.AutoAL(credit_view="query")
     with pytest.raises(ValueError, match="credit_view must be"):
         aaf.AutoAL(credit="effect", credit_view="then")
+
+
+def _plain_margin(z):
+    p = np.sort(torch.softmax(torch.as_tensor(z, dtype=torch.float64), 1).numpy(), axis=1)
+    return float((p[:, -1] - p[:, -2]).mean())
+
+
+def test_report_margins_say_how_the_batch_looks_now_and_then():
+    lab, y = _toy(60, 0)
+    pool, y_pool = _toy(300, 1)
+    al = aaf.AutoAL(strategies=("entropy", "margin"), seed=4, pretrain_steps=10, search_steps=10)
+    al.fit(lab, y, k=10, n_pool=300)
+    q = al.query(pool, 10)
+    first = dict(al.report_.margins)
+    assert set(first) == {"fitnet_pool", "task_pool"}  # no batch named yet
+    assert first["task_pool"] == pytest.approx(_plain_margin(pool.logits), abs=1e-6)  # 300 < 4096: every row
+    with torch.no_grad():
+        al.fitnet_.eval()
+        assert first["fitnet_pool"] == pytest.approx(_plain_margin(al.fitnet_(pool.embeddings)), abs=1e-6)
+    g = torch.Generator().manual_seed(3)
+    z_now = torch.randn(10, 3, generator=g) * 4  # the next task model is surer of them
+    lab2 = aaf.PoolOutputs(torch.cat([lab.logits, z_now]), torch.cat([lab.embeddings, pool.embeddings[q.indices]]))
+    rep = al.fit(lab2, torch.cat([y, y_pool[q.indices]]), k=10, n_pool=290, new=torch.arange(60, 70))
+    assert rep.margins["task_batch_at_query"] == pytest.approx(_plain_margin(pool.logits[q.indices]), abs=1e-6)
+    assert rep.margins["task_batch_now"] == pytest.approx(_plain_margin(z_now), abs=1e-6)
+    with torch.no_grad():
+        al.fitnet_.eval()
+        want = _plain_margin(al.fitnet_(pool.embeddings[q.indices]))
+    assert rep.margins["fitnet_batch"] == pytest.approx(want, abs=1e-6)
+    assert "task_pool" not in rep.margins  # until this round's query
+    al.query(pool, 10)
+    assert set(rep.margins) == {"fitnet_batch", "task_batch_now", "task_batch_at_query", "fitnet_pool", "task_pool"}
