@@ -321,6 +321,15 @@ class AutoAL:
         seeds): -0.0077 +- 0.0060 AUBC on digits, -0.0019 +- 0.0037 and +0.0003 +- 0.0014 on
         the two Fashion-MNIST settings, -0.0090 +- 0.0057 on MNIST-1D, below "now" there
         (+0.0027); so "now".
+    b_view : {"now", "query"}, default="now"
+        How the candidates see B when it is last round's batch (``recent_in_b``). "now":
+        FitNet's predictions over this round's embeddings, from a task model that has trained
+        on the batch, so that its uncertainty is largely gone (README, "How B looks").
+        "query": B is the batch alone and its candidates are those of the query that chose it
+        (the task model's logits and the embeddings of that round, MC dropout through that
+        round's FitNet; the rows kept by ``query`` and carried in ``state_dict``), so that the
+        search compares the candidates on the samples as the pool showed them. The values
+        stay this round's. One process, no backbone.
     explore : float, default=0.1
         The share of each query's k taken round-robin from every candidate's own
         best-ranked samples (the last ``round(explore * k)`` indices of the result, in
@@ -471,7 +480,8 @@ class AutoAL:
                  objective="value", prior="auto", judge_share=1 / 3, inner_lr=0.1, inner_steps=1,
                  first_order=True, per_sample_weights=False, credit=None, credit_weight=1.0, explore=0.1,
                  recent_in_b=True, n_splits=1, batch="score", sample_value="dot", diverse_factor=10.0,
-                 judge="labeled", explore_from="candidates", credit_evidence="mean", credit_view="now"):
+                 judge="labeled", explore_from="candidates", credit_evidence="mean", credit_view="now",
+                 b_view="now"):
         caller = "AutoAL"
         if isinstance(strategies, str):
             strategies = (strategies,)
@@ -533,6 +543,10 @@ class AutoAL:
         self.credit_weight = _check_real(credit_weight, "credit_weight", caller, 0)
         self.credit_evidence = _check_choice(credit_evidence, "credit_evidence", ("mean", "z"), caller)
         self.credit_view = _check_choice(credit_view, "credit_view", ("now", "query"), caller)
+        self.b_view = _check_choice(b_view, "b_view", ("now", "query"), caller)
+        if b_view == "query" and (not recent_in_b or backbone is not None):
+            raise ValueError(f"b_view='query' needs recent_in_b=True and no backbone ({caller}): B is then last "
+                             f"round's batch, seen through the pool's embeddings as the query saw them")
         if credit_view == "query" and (credit is None or sample_value == "influence"):
             raise ValueError(f"credit_view='query' needs credit='effect' and sample_value 'dot' or 'cosine' "
                              f"({caller}); got credit={credit!r}, sample_value={sample_value!r}")
@@ -762,6 +776,16 @@ class AutoAL:
                 x_a, y_a, x_b, y_b = x_dev[ia_d], y_dev[ia_d], x_dev[ib_d], y_dev[ib_d]
                 ic_d = ic.to(device)
                 x_c, y_c = x_dev[ic_d], y_dev[ic_d]
+            cand_then = None
+            if (new_pos is not None and self.b_view == "query" and self._pending.get("logits") is not None
+                    and self.fitnet_ is not None):
+                # B is last round's batch alone, its candidates as the query saw those rows
+                n_new = int(new_pos.numel())
+                ia, ib = torch.cat([ia, ib[:ib.numel() - n_new]]), ib[ib.numel() - n_new:]
+                ia_d, ib_d = ia.to(device), ib.to(device)
+                x_a, y_a, x_b, y_b = x_dev[ia_d], y_dev[ia_d], x_dev[ib_d], y_dev[ib_d]
+                k_b_then = int(min(max(math.ceil(ratio * ib.numel()), 1), ib.numel() - 1))
+                cand_then = self._candidates_then(k_b_then, round_seed, device)
             v_then = None
             if (new_pos is not None and self.credit_view == "query" and self._pending.get("x") is not None
                     and self._judge_then is not None and self.fitnet_ is not None):
@@ -805,7 +829,8 @@ class AutoAL:
             if self.credit is not None:
                 report.credit = dict(zip(self.strategies, self.credit_now()))
             with timer("candidates"):
-                cand = self._candidates_on_b(labeled, ia_d, ib_d, x_a, x_b, k_b, round_seed)
+                cand = (cand_then if cand_then is not None
+                        else self._candidates_on_b(labeled, ia_d, ib_d, x_a, x_b, k_b, round_seed))
                 cand_in = cand.inputs().to(device)
                 ranks_b, picks_b = cand.ranks.to(device), cand.picks.to(device)
             values = None
@@ -874,6 +899,19 @@ class AutoAL:
                 self._credit_sum[j] += c * g
                 self._credit_count[j] += c
         report.real_credit = dict(zip(self.strategies, cred.tolist()))
+
+    @torch.no_grad()
+    def _candidates_then(self, k_b, seed, device) -> Candidates:
+        """Candidates on last round's batch as its query saw it (``b_view="query"``): the task
+        model's logits and the embeddings of that round, MC dropout through that round's FitNet."""
+        x_then = self._pending["x"].to(device)
+        mc = None
+        if any(s in MC_BASED for s in self.strategies):
+            self.fitnet_.train()
+            mc = torch.stack([self.fitnet_(x_then) for _ in range(self.n_mc)])
+            self.fitnet_.eval()
+        pool_b = PoolOutputs(self._pending["logits"].to(device), embeddings=x_then, mc_logits=mc)
+        return compute_candidates(pool_b, self.strategies, k_b, labeled=None, seed=_derive_seed(seed, 1))
 
     @torch.no_grad()
     def _candidates_on_b(self, labeled, ia, ib, x_a, x_b, k_b, seed) -> Candidates:
@@ -961,6 +999,9 @@ class AutoAL:
                     raise ValueError(f"batch='diverse' and 'cluster_top' run on one process ({caller}): their k-means "
                                      f"over the top of the aggregated score is not sharded; use batch='score' with a "
                                      f"process group")
+            if self.b_view == "query" and red.shard is not None:
+                raise ValueError(f"b_view='query' runs on one process ({caller}): it keeps the batch's rows of this "
+                                 f"shard; use b_view='now' with a process group")
             if self.credit_view == "query" and red.shard is not None:
                 raise ValueError(f"credit_view='query' runs on one process ({caller}): it keeps the batch's rows "
                                  f"of this shard's features; use credit_view='now' with a process group")
@@ -1023,8 +1064,10 @@ class AutoAL:
             # credit only (sharded, that costs a collective)
             self._pending = {"ids": idx.cpu(),
                              "picks": _picks_of(idx, cand.picks, red) if self.credit is not None else None}
-            if self.credit_view == "query":  # the batch as this round's features see it
+            if self.credit_view == "query" or self.b_view == "query":  # the batch as this round's features see it
                 self._pending["x"] = x[idx.to(x.device)].detach().to("cpu", torch.float32)
+            if self.b_view == "query":
+                self._pending["logits"] = pool.logits[idx.to(pool.logits.device)].detach().to("cpu", torch.float32)
             if red.shard is None and n:  # how the batch and the pool look (FitReport.margins)
                 self._pending["margin_at_query"] = _mean_margin(pool.logits[idx.to(pool.logits.device)])
                 rows = torch.randperm(n, generator=torch.Generator().manual_seed(_derive_seed(seed, 5)))[:4096]
@@ -1217,6 +1260,8 @@ class AutoAL:
                                                       torch.as_tensor(pend["picks"]).bool()}
             if pend is not None and pend.get("x") is not None:
                 self._pending["x"] = torch.as_tensor(pend["x"]).float()
+            if pend is not None and pend.get("logits") is not None:
+                self._pending["logits"] = torch.as_tensor(pend["logits"]).float()
             if pend is not None and pend.get("margin_at_query") is not None:
                 self._pending["margin_at_query"] = float(pend["margin_at_query"])
         else:

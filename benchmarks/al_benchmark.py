@@ -138,6 +138,8 @@ VARIANTS = {
     # the defaults named in full, run again with FitReport.margins recorded (how B looks; the
     # same picks as autoal_explore's folders)
     "autoal_defaults": ("autoal", {"autoal": dict(_DEFAULTS_NOW)}),
+    # the defaults with the candidates on B as the query that chose the batch saw it
+    "autoal_b_query": ("autoal", {"autoal": dict(_DEFAULTS_NOW, b_view="query")}),
     # sensitivity of the exploration share: twice the default's
     "autoal_explore02": ("autoal", {"autoal": dict(_DEFAULTS_NOW, explore=0.2)}),
     # control: each round margin's or badge's batch by a seeded coin (a choice with no information)

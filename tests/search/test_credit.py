@@ -314,3 +314,35 @@ def test_report_margins_say_how_the_batch_looks_now_and_then():
     assert "task_pool" not in rep.margins  # until this round's query
     al.query(pool, 10)
     assert set(rep.margins) == {"fitnet_batch", "task_batch_now", "task_batch_at_query", "fitnet_pool", "task_pool"}
+
+
+def test_b_view_query_scores_the_candidates_on_b_as_the_query_saw_the_batch(monkeypatch):
+    import autoal_fast.autoal as autoal_mod
+
+    lab, y = _toy(60, 0)
+    pool, y_pool = _toy(300, 1)
+    kw = dict(strategies=("entropy", "margin", "var_ratio", "badge"), seed=6, b_view="query",
+              pretrain_steps=10, search_steps=10)
+    al = aaf.AutoAL(**kw)
+    al.fit(lab, y, k=12, n_pool=300)
+    q = al.query(pool, 12)
+    al = aaf.AutoAL(**kw).load_state_dict(al.state_dict())
+    seen = []
+    real = autoal_mod.compute_candidates
+
+    def spy(p, strategies, k, **k2):
+        seen.append((p, k))
+        return real(p, strategies, k, **k2)
+
+    monkeypatch.setattr(autoal_mod, "compute_candidates", spy)
+    g = torch.Generator().manual_seed(9)
+    lab2 = aaf.PoolOutputs(torch.cat([lab.logits, torch.randn(12, 3, generator=g)]),
+                           torch.cat([lab.embeddings, pool.embeddings[q.indices]]) + torch.randn(72, 6, generator=g))
+    rep = al.fit(lab2, torch.cat([y, y_pool[q.indices]]), k=12, n_pool=288, new=torch.arange(60, 72))
+    p_b, k_b = seen[0]  # the fit's candidates on B
+    assert rep.n_b == 12 and rep.n_a == 72 - 12 - round(72 / 3) and k_b == rep.k_b == 2
+    torch.testing.assert_close(p_b.logits, pool.logits[q.indices])  # the query's view, not this round's
+    torch.testing.assert_close(p_b.embeddings, pool.embeddings[q.indices])
+    assert p_b.mc_logits.shape == (al.n_mc, 12, 3)
+    with pytest.raises(ValueError, match="b_view='query' needs recent_in_b=True"):
+        aaf.AutoAL(b_view="query", recent_in_b=False)
