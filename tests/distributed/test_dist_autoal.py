@@ -157,7 +157,8 @@ def _one_process_options_worker(rank, world, state, logits, mc, emb, lab_z, lab_
     out = {}
     for label, kw in (("diverse", {"batch": "diverse"}), ("cluster_top", {"batch": "cluster_top"}),
                       ("explore_random", {"explore_from": "random", "explore": 0.2}),
-                      ("credit_view", {"credit": "effect", "credit_view": "query"})):
+                      ("credit_view", {"credit": "effect", "credit_view": "query"}),
+                      ("b_view", {"b_view": "query"})):
         al = aaf.AutoAL(strategies=STRATS, seed=0, pretrain_steps=10, search_steps=10, **kw).load_state_dict(state)
         try:
             al.query(pool, K, labeled=aaf.PoolOutputs(lab_z, embeddings=lab_e))
@@ -168,7 +169,8 @@ def _one_process_options_worker(rank, world, state, logits, mc, emb, lab_z, lab_
 
 
 def test_one_process_options_refuse_a_sharded_pool_on_every_rank(fitted):
-    """batch='diverse'/'cluster_top', explore_from='random' and credit_view='query' are not sharded: a process
+    """batch='diverse'/'cluster_top', explore_from='random', credit_view='query' and b_view='query' are not
+    sharded: a process
     group gets the error on every rank, in query's validation (before any collective of
     the candidates could leave a rank waiting)."""
     state, _, data = fitted
@@ -178,3 +180,4 @@ def test_one_process_options_refuse_a_sharded_pool_on_every_rank(fitted):
         assert "run on one process" in res[rank]["cluster_top"]
         assert "explore_from='random' runs on one process" in res[rank]["explore_random"]
         assert "credit_view='query' runs on one process" in res[rank]["credit_view"]
+        assert "b_view='query' runs on one process" in res[rank]["b_view"]
