@@ -170,9 +170,8 @@ def _one_process_options_worker(rank, world, state, logits, mc, emb, lab_z, lab_
 
 def test_one_process_options_refuse_a_sharded_pool_on_every_rank(fitted):
     """batch='diverse'/'cluster_top', explore_from='random', credit_view='query' and b_view='query' are not
-    sharded: a process
-    group gets the error on every rank, in query's validation (before any collective of
-    the candidates could leave a rank waiting)."""
+    sharded: a process group gets the error on every rank, in query's validation (before any
+    collective of the candidates could leave a rank waiting)."""
     state, _, data = fitted
     res = run_world(_one_process_options_worker, 2, state, *data)
     for rank in (0, 1):
