@@ -11,6 +11,7 @@ feature size and number of candidates; CPU or CUDA.
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import numbers
 import dataclasses
@@ -533,7 +534,7 @@ class AutoAL:
         self.entropy_weight = _check_real(entropy_weight, "entropy_weight", caller, 0)
         self.objective = _check_choice(objective, "objective", ("max_loss", "value"), caller)
         self.prior = _as_prior(prior, strategies, caller)
-        self._prior_given = prior if isinstance(prior, (str, type(None))) else copy.deepcopy(prior)
+        self._prior_given = copy.deepcopy(prior)  # as given, for get_params
         self.judge_share = _check_real(judge_share, "judge_share", caller, 0, 0.5, low_open=True)
         self.inner_lr = _check_real(inner_lr, "inner_lr", caller, 0, low_open=True)
         self.inner_steps = check_int(inner_steps, "inner_steps", caller, low=1)
@@ -770,25 +771,23 @@ class AutoAL:
                 perm = torch.randperm(n, generator=gen)
                 # A trains FitNet, B plays the pool, C judges (objective="value" only);
                 # last round's batch, when given, joins B
+                # b_view="query" (with last query's rows kept): B is the batch alone
+                b_then = (new_pos is not None and self.b_view == "query" and self._pending.get("logits") is not None
+                          and self.fitnet_ is not None)
                 ia, ib, ic = _split_with_new(perm, new_pos, n,
                                              self.judge_share if self.objective == "value" else 0.0,
-                                             judge_from=random_pos if self.judge == "random_set" else None)
+                                             judge_from=random_pos if self.judge == "random_set" else None,
+                                             b_new_only=b_then)
                 x_dev = x.to(device=device, dtype=torch.float32 if x.is_floating_point() else x.dtype)
                 y_dev = y.to(device)
                 ia_d, ib_d = ia.to(device), ib.to(device)
                 x_a, y_a, x_b, y_b = x_dev[ia_d], y_dev[ia_d], x_dev[ib_d], y_dev[ib_d]
                 ic_d = ic.to(device)
                 x_c, y_c = x_dev[ic_d], y_dev[ic_d]
-            cand_then = None
-            if (new_pos is not None and self.b_view == "query" and self._pending.get("logits") is not None
-                    and self.fitnet_ is not None):
-                # B is last round's batch alone, its candidates as the query saw those rows
-                n_new = int(new_pos.numel())
-                ia, ib = torch.cat([ia, ib[:ib.numel() - n_new]]), ib[ib.numel() - n_new:]
-                ia_d, ib_d = ia.to(device), ib.to(device)
-                x_a, y_a, x_b, y_b = x_dev[ia_d], y_dev[ia_d], x_dev[ib_d], y_dev[ib_d]
-                k_b_then = int(min(max(math.ceil(ratio * ib.numel()), 1), ib.numel() - 1))
-                cand_then = self._candidates_then(k_b_then, round_seed, device)
+            n_b = len(ib)
+            k_b = int(min(max(math.ceil(ratio * n_b), 1), n_b - 1))
+            # B's candidates as the query saw those rows, with that round's FitNet (before it is remade)
+            cand_then = self._candidates_then(k_b, round_seed, device) if b_then else None
             v_then = None
             if (new_pos is not None and self.credit_view == "query" and self._pending.get("x") is not None
                     and self._judge_then is not None and self.fitnet_ is not None):
@@ -810,8 +809,6 @@ class AutoAL:
             with timer("pretrain"), _threads(self.search_threads, device):
                 report.pretrain_loss = pretrain_fitnet(self.fitnet_, self._opt_fit, x_a, y_a,
                                                        cfg.pretrain_steps, cfg.batch_size, gen)
-            n_b = len(ib)
-            k_b = int(min(max(math.ceil(ratio * n_b), 1), n_b - 1))
             report.k_b = k_b
             if new_pos is not None and self.credit is not None and self._pending["picks"] is not None:
                 # last round's batch, by what it was worth
@@ -998,19 +995,19 @@ class AutoAL:
             if self.batch in ("diverse", "cluster_top"):
                 if pool.embeddings is None:
                     raise ValueError(f"batch={self.batch!r} needs pool.embeddings ({caller}): its k-means runs on them")
-                if red.shard is not None:
-                    raise ValueError(f"batch='diverse' and 'cluster_top' run on one process ({caller}): their k-means "
-                                     f"over the top of the aggregated score is not sharded; use batch='score' with a "
-                                     f"process group")
-            if self.b_view == "query" and red.shard is not None:
-                raise ValueError(f"b_view='query' runs on one process ({caller}): it keeps the batch's rows of this "
-                                 f"shard; use b_view='now' with a process group")
-            if self.credit_view == "query" and red.shard is not None:
-                raise ValueError(f"credit_view='query' runs on one process ({caller}): it keeps the batch's rows "
-                                 f"of this shard's features; use credit_view='now' with a process group")
-            if self.explore_from == "random" and self.explore > 0 and red.shard is not None:
-                raise ValueError(f"explore_from='random' runs on one process ({caller}): its uniform draw over the "
-                                 f"pool is not sharded; use explore_from='candidates' with a process group")
+            if red.shard is not None:  # the options that are not sharded
+                for on, what, why, instead in (
+                        (self.batch in ("diverse", "cluster_top"), "batch='diverse' and 'cluster_top' run",
+                         "their k-means over the top of the aggregated score is not sharded", "batch='score'"),
+                        (self.b_view == "query", "b_view='query' runs", "it keeps the batch's rows of this shard",
+                         "b_view='now'"),
+                        (self.credit_view == "query", "credit_view='query' runs",
+                         "it keeps the batch's rows of this shard's features", "credit_view='now'"),
+                        (self.explore_from == "random" and self.explore > 0, "explore_from='random' runs",
+                         "its uniform draw over the pool is not sharded", "explore_from='candidates'")):
+                    if on:
+                        raise ValueError(f"{what} on one process ({caller}): {why}; use {instead} with a process "
+                                         f"group")
             x = self._features(pool, features, caller, "pool")
             if tuple(x.shape[1:]) != self._fitted["x_shape"]:
                 raise ValueError(f"pool features have shape (n, {', '.join(map(str, x.shape[1:]))}) but fit saw "
@@ -1069,20 +1066,24 @@ class AutoAL:
                              "picks": _picks_of(idx, cand.picks, red) if self.credit is not None else None}
             if self.credit_view == "query" or self.b_view == "query":  # the batch as this round's features see it
                 self._pending["x"] = x[idx.to(x.device)].detach().to("cpu", torch.float32)
-            if self.b_view == "query":
-                self._pending["logits"] = pool.logits[idx.to(pool.logits.device)].detach().to("cpu", torch.float32)
-            if red.shard is None and n:  # how the batch and the pool look (FitReport.margins)
-                self._pending["margin_at_query"] = _mean_margin(pool.logits[idx.to(pool.logits.device)])
-                rows = torch.randperm(n, generator=torch.Generator().manual_seed(_derive_seed(seed, 5)))[:4096]
-                with torch.no_grad():
-                    self.fitnet_.eval()
-                    xr = x[rows.to(x.device)].to(self.device)
-                    fit_pool = _mean_margin(self.fitnet_(xr.to(torch.float32) if xr.is_floating_point() else xr))
+            if red.shard is None:  # how the batch and the pool look (FitReport.margins)
+                z_batch = pool.logits[idx.to(pool.logits.device)]
+                if self.b_view == "query":
+                    self._pending["logits"] = z_batch.detach().to("cpu", torch.float32)
+                self._pending["margin_at_query"] = _mean_margin(z_batch)
                 if self.report_ is not None:
-                    self.report_.margins.update(fitnet_pool=fit_pool,
-                                                task_pool=_mean_margin(pool.logits[rows.to(pool.logits.device)]))
+                    self.report_.margins.update(self._pool_margins(pool, x, n, _derive_seed(seed, 5)))
         return QueryResult(indices=idx.to(pool.device), scores=scores, weights=weights,
                            strategies=self.strategies, mc_source=mc_source)
+
+    @torch.no_grad()
+    def _pool_margins(self, pool: PoolOutputs, x, n: int, seed: int) -> dict:
+        """FitNet's and the task model's mean margins on up to 4096 seeded pool rows."""
+        rows = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:4096]
+        self.fitnet_.eval()
+        xr = x[rows.to(x.device)].to(self.device)
+        return {"fitnet_pool": _mean_margin(self.fitnet_(xr.to(torch.float32) if xr.is_floating_point() else xr)),
+                "task_pool": _mean_margin(pool.logits[rows.to(pool.logits.device)])}
 
     def _pool_for_candidates(self, pool: PoolOutputs, caller):
         if not any(s in MC_BASED for s in self.strategies):
@@ -1261,12 +1262,10 @@ class AutoAL:
             self._pending = None if pend is None else {"ids": torch.as_tensor(pend["ids"]).long(),
                                                       "picks": None if pend.get("picks") is None else
                                                       torch.as_tensor(pend["picks"]).bool()}
-            if pend is not None and pend.get("x") is not None:
-                self._pending["x"] = torch.as_tensor(pend["x"]).float()
-            if pend is not None and pend.get("logits") is not None:
-                self._pending["logits"] = torch.as_tensor(pend["logits"]).float()
-            if pend is not None and pend.get("margin_at_query") is not None:
-                self._pending["margin_at_query"] = float(pend["margin_at_query"])
+            for key, as_type in (("x", lambda v: torch.as_tensor(v).float()),
+                                 ("logits", lambda v: torch.as_tensor(v).float()), ("margin_at_query", float)):
+                if pend is not None and pend.get(key) is not None:  # kept by query for some options only
+                    self._pending[key] = as_type(pend[key])
         else:
             self._credit_sum, self._credit_count, self._pending = [0.0] * K, [0.0] * K, None
         jt = state.get("judge_then")
@@ -1283,8 +1282,6 @@ class AutoAL:
         ``AutoAL(**al.get_params())`` builds an unfitted copy with the same settings. ``prior``
         comes back as it was given, ``strategies`` as a tuple, ``device`` as set (None until
         the first ``fit`` when it was None)."""
-        import inspect
-
         names = [n for n in inspect.signature(AutoAL.__init__).parameters if n != "self"]
         out = {n: getattr(self, n) for n in names}
         out["prior"] = copy.deepcopy(self._prior_given)
@@ -1322,14 +1319,15 @@ def _as_positions(value, name: str, n: int, caller: str) -> torch.Tensor:
     return t
 
 
-def _split_with_new(perm, new_pos, n: int, judge_share: float, judge_from=None):
+def _split_with_new(perm, new_pos, n: int, judge_share: float, judge_from=None, b_new_only: bool = False):
     """(A, B, C) positions of the labeled set in ``perm``'s order. C is about
     ``judge_share * n`` (at least 2; none when judge_share is 0) and A half of the rest;
     with ``new_pos`` (None: none), A and C come from the other samples only (both scaled
     down, at least 2 each, where those are too few) and B is the remaining older
     samples plus ``new_pos``. With ``judge_from`` (positions; None: any), C is drawn from
     those of the older samples only, and is smaller when they are fewer (when fewer than 2
-    are left, ``judge_from`` is ignored)."""
+    are left, ``judge_from`` is ignored). With ``b_new_only``, B is ``new_pos`` alone and the
+    remaining older samples join A."""
     if new_pos is None:
         new_pos = perm[:0]
     is_new = torch.zeros(n, dtype=torch.bool)
@@ -1350,10 +1348,13 @@ def _split_with_new(perm, new_pos, n: int, judge_share: float, judge_from=None):
             in_c = torch.zeros(n, dtype=torch.bool)
             in_c[ic] = True
             rest = old[~in_c[old]]
-            return rest[:n_a], torch.cat([rest[n_a:], new_pos]), ic
-    ia, ic = old[:n_a], old[old.numel() - n_c:]
-    ib = torch.cat([old[n_a:old.numel() - n_c], new_pos])
-    return ia, ib, ic
+            return _a_b(rest[:n_a], rest[n_a:], new_pos, b_new_only) + (ic,)
+    return _a_b(old[:n_a], old[n_a:old.numel() - n_c], new_pos, b_new_only) + (old[old.numel() - n_c:],)
+
+
+def _a_b(ia, rest, new_pos, b_new_only: bool) -> tuple:
+    """(A, B): the older samples left over join B (or A, with ``b_new_only``), then ``new_pos``."""
+    return (torch.cat([ia, rest]), new_pos) if b_new_only else (ia, torch.cat([rest, new_pos]))
 
 
 def _diverse_top(pool: PoolOutputs, scores: torch.Tensor, k: int, factor: float, seed: int, red,

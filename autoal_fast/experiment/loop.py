@@ -150,9 +150,9 @@ def autoal_params(cfg: ExperimentConfig) -> dict | None:
     return json.loads(json.dumps(p, default=list))
 
 
-def _summary(runs: dict, cfg: ExperimentConfig, complete: bool) -> dict:
+def _summary(runs: dict, cfg: ExperimentConfig, complete: bool, params) -> dict:
+    """``summarise`` plus the AutoAL that ran (``autoal_params(cfg)``, given once per run)."""
     results = summarise(runs, cfg, complete=complete)
-    params = autoal_params(cfg)
     if params is not None:
         results["autoal_params"] = params
     return results
@@ -359,6 +359,7 @@ def run_experiment(config: ExperimentConfig | None = None, out: str = "autoal_ru
     os.makedirs(out, exist_ok=True)
     ck_path = os.path.join(out, CHECKPOINT)
     ck, cfg = open_checkpoint(out, config, resume, verbose)
+    params = autoal_params(cfg)  # recorded in every results.json the run writes
     dev = _device(cfg.device)
     ds = load_dataset(cfg.dataset, root=cfg.data_root)
     for name, n_have in (("pool_subsample", ds.x_train.shape[0]), ("test_subsample", ds.x_test.shape[0])):
@@ -410,13 +411,13 @@ def run_experiment(config: ExperimentConfig | None = None, out: str = "autoal_ru
                 ck["runs"].setdefault(name, {})[seed] = run
                 ck["current"] = None
                 save_atomic(ck, ck_path)
-                write_reports(_summary(ck["runs"], cfg, complete=False), out, plot=False)
+                write_reports(_summary(ck["runs"], cfg, complete=False, params=params), out, plot=False)
     finally:
         if bar is not None:
             bar.close()
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(det)
-    results = _summary(ck["runs"], cfg, complete=True)
+    results = _summary(ck["runs"], cfg, complete=True, params=params)
     write_reports(results, out, plot=plot)
     if verbose:
         print(format_table(results))
