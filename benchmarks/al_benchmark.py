@@ -141,6 +141,12 @@ VARIANTS = {
     # the defaults with the candidates on B as the query that chose the batch saw it
     "autoal_b_query": ("autoal", {"autoal": dict(_DEFAULTS_NOW, b_view="query")}),
     # sensitivity of the exploration share: twice the default's
+    # repeats of the defaults and of their frozen prior with AutoAL's own randomness drawn
+    # afresh (ExperimentConfig.autoal_seed); the pool, initial set and task model stay the seed's
+    "autoal_defaults_r1": ("autoal", {"autoal_seed": 1, "autoal": dict(_DEFAULTS_NOW)}),
+    "autoal_defaults_r2": ("autoal", {"autoal_seed": 2, "autoal": dict(_DEFAULTS_NOW)}),
+    "autoal_prior_r1": ("autoal", {"autoal_seed": 1, "autoal": dict(_DEFAULTS_NOW, search_steps=0)}),
+    "autoal_prior_r2": ("autoal", {"autoal_seed": 2, "autoal": dict(_DEFAULTS_NOW, search_steps=0)}),
     "autoal_explore02": ("autoal", {"autoal": dict(_DEFAULTS_NOW, explore=0.2)}),
     # control: each round margin's or badge's batch by a seeded coin (a choice with no information)
     "coin_margin_badge": ("coin", {"candidates": ("margin", "badge")}),
@@ -317,7 +323,7 @@ def _batch_looks(runs: dict) -> dict:
 
 
 def summary(root: str, settings, ref: str) -> dict:
-    from autoal_fast.experiment.reports import paired_differences, spearman
+    from autoal_fast.experiment.reports import spearman
 
     out = {}
     for st in settings:
@@ -337,8 +343,7 @@ def summary(root: str, settings, ref: str) -> dict:
             ws = {str(s): _weight_share(runs[lab][s]) for s in sorted(v)}
             if any(ws.values()):
                 entry["labels"][lab]["weight_share"] = ws
-        if ref in aubc:
-            entry["paired_vs_" + ref] = paired_differences(aubc, ref)
+        _pair(entry, ref)
         fid = {lab: _fidelity(v) for lab, v in runs.items() if VARIANTS.get(lab, (lab,))[0] == "oracle"}
         fid = {lab: f for lab, f in fid.items() if f}
         for f in fid.values():  # the summed signal against the candidates' real AUBCs here
@@ -360,6 +365,44 @@ def summary(root: str, settings, ref: str) -> dict:
     return out
 
 
+def _pair(entry: dict, ref: str) -> None:
+    """(Re)compute a setting's paired differences against ``ref`` from its labels' AUBCs."""
+    from autoal_fast.experiment.reports import paired_differences
+
+    aubc = {lab: {int(s): a for s, a in v["aubc"].items()} for lab, v in entry["labels"].items()}
+    entry.pop("paired_vs_" + ref, None)
+    if ref in aubc:
+        entry["paired_vs_" + ref] = paired_differences(aubc, ref)
+
+
+#: Per-label sections of a setting's summary, beside ``labels``.
+_PER_LABEL = ("fidelity", "batch_looks", "credit_fidelity")
+
+
+def merge_baselines(summ: dict, base: dict, ref: str, tag: str | None = None) -> dict:
+    """Add to ``summ`` (this run's summary) the labels of an earlier summary ``base`` (a
+    committed ``--json``) that have no finished folder here, per setting that ``summ`` has,
+    each marked ``imported``; with ``tag``, a label that both have is imported too, as
+    ``label@tag``. The paired differences are then recomputed over both. For a table across
+    sessions whose run folders are gone: the plain strategies' runs are the same on another
+    machine of this kind (digits margin, seed 0, matched to the last digit), AutoAL's are not
+    (its search follows float rounding), so an imported AutoAL label is another realisation."""
+    for st, entry in summ.items():
+        old = base.get(st)
+        if not old:
+            continue
+        for lab, v in old.get("labels", {}).items():
+            name = lab if lab not in entry["labels"] else (f"{lab}@{tag}" if tag else None)
+            if name is None or name in entry["labels"]:
+                continue
+            entry["labels"][name] = dict(v, imported=True)
+            for sec in _PER_LABEL:
+                if lab in old.get(sec, {}):
+                    entry.setdefault(sec, {})[name] = old[sec][lab]
+        _pair(entry, ref)
+    return summ
+
+
 def markdown(summ: dict, ref: str) -> str:
     lines = []
     for st, e in summ.items():
@@ -372,6 +415,8 @@ def markdown(summ: dict, ref: str) -> str:
             diff = "-" if d is None else f"{d['mean']:+.4f} ± {d['se']:.4f}"
             wins = "-" if d is None else f"{d['wins']}/{d['n']}"
             name = f"**{lab}**" if lab == ref else lab
+            if v.get("imported"):
+                name += " †"
             lines.append(f"| {name} | {v['mean']:.4f} ± {v['std']:.4f} | {len(v['aubc'])} | {diff} | {wins} |")
         for lab, fid in e.get("fidelity", {}).items():
             lines += ["", f"Fidelity ({lab} runs, {fid['rounds']} rounds): Spearman of AutoAL's simulated candidate "
@@ -389,6 +434,8 @@ def markdown(summ: dict, ref: str) -> str:
                           f"the candidates' AUBCs, per seed {cf['spearman_per_seed_mean']:+.2f} ± "
                           f"{cf['spearman_per_seed_se']:.2f}; of the credit averaged over seeds "
                           f"{cf['spearman_mean_credit']:+.2f}."]
+        if any(v.get("imported") for v in e["labels"].values()):
+            lines += ["", "† from an earlier table (`--baselines`), not rerun here."]
         lines.append("")
     return "\n".join(lines)
 
@@ -403,6 +450,10 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1)")
     ap.add_argument("--ref", default="autoal", help="label the paired differences are taken against")
     ap.add_argument("--table", action="store_true", help="only write the table from finished folders")
+    ap.add_argument("--baselines", default=None,
+                    help="an earlier --json whose labels without a folder here join the table (marked †)")
+    ap.add_argument("--baselines-tag", default=None,
+                    help="import the earlier table's labels that have folders here too, as LABEL@TAG")
     ap.add_argument("--json", default="benchmarks/results/al_bench.json")
     ap.add_argument("--md", default="benchmarks/results/al_bench.md")
     a = ap.parse_args(argv)
@@ -428,6 +479,9 @@ def main(argv=None) -> int:
                 for fut in as_completed([ex.submit(run_one, *j) for j in jobs]):
                     print(fut.result(), flush=True)
     summ = summary(a.root, settings, a.ref)
+    if a.baselines:
+        with open(a.baselines) as f:
+            summ = merge_baselines(summ, json.load(f), a.ref, a.baselines_tag)
     if os.path.exists(a.json):  # keep the settings not summarised now
         with open(a.json) as f:
             old = json.load(f)

@@ -259,3 +259,58 @@ def test_al_benchmark_refuses_a_folder_made_by_another_autoal(tmp_path):
         assert ab.run_one(str(tmp_path), "a", "autoal_prior", 0, 1).endswith("done before")
     finally:
         torch.set_num_threads(threads)
+
+
+def test_al_benchmark_merges_an_earlier_table(tmp_path):
+    """--baselines: the labels of an earlier table that have no folder here join this one (marked
+    imported), with ``--baselines-tag`` also those that have; the paired differences are over both."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "al_benchmark.py")
+    spec = importlib.util.spec_from_file_location("al_benchmark_under_test", path)
+    ab = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ab)
+
+    def lab(vals):
+        return {"aubc": {str(i): v for i, v in enumerate(vals)}, "mean": float(np.mean(vals)), "std": 0.0}
+
+    now = {"a": {"description": "d", "labels": {"mine": lab([0.5, 0.6, 0.7])}}}
+    base = {"a": {"labels": {"mine": lab([0.4, 0.6, 0.9]), "margin": lab([0.45, 0.65, 0.6])},
+                  "batch_looks": {"mine": {"rounds": 3}}},
+            "z": {"labels": {"margin": lab([0.1, 0.2])}}}
+    out = ab.merge_baselines(json.loads(json.dumps(now)), base, "mine")
+    assert set(out) == {"a"} and set(out["a"]["labels"]) == {"mine", "margin"}
+    assert out["a"]["labels"]["margin"]["imported"] and not out["a"]["labels"]["mine"].get("imported")
+    d = out["a"]["paired_vs_mine"]["margin"]
+    diffs = np.array([0.05, -0.05, 0.1])
+    assert d["n"] == 3 and d["wins"] == 2 and abs(d["mean"] - diffs.mean()) < 1e-12
+    assert abs(d["se"] - diffs.std(ddof=1) / np.sqrt(3)) < 1e-12
+    assert out["a"]["labels"]["mine"]["aubc"] == now["a"]["labels"]["mine"]["aubc"]  # ours wins a clash
+    tagged = ab.merge_baselines(json.loads(json.dumps(now)), base, "mine", tag="old")
+    assert set(tagged["a"]["labels"]) == {"mine", "margin", "mine@old"}
+    assert tagged["a"]["batch_looks"] == {"mine@old": {"rounds": 3}}
+    assert abs(tagged["a"]["paired_vs_mine"]["mine@old"]["mean"] - np.mean([0.1, 0.0, -0.2])) < 1e-12
+    tagged["a"].pop("batch_looks")
+    text = ab.markdown(tagged, "mine")
+    assert "| mine@old † |" in text and "| margin † |" in text and "from an earlier table" in text
+
+
+def test_autoal_seed_redraws_only_autoals_randomness(tmp_path):
+    """ExperimentConfig.autoal_seed: a repeat of AutoAL on the same paired seed. The initial set and
+    the task model stay the seed's (round 0's accuracy is the same), AutoAL's search is drawn
+    afresh, the same salt gives the same run, and a bad salt is refused by name."""
+    if not _has_autoal():
+        pytest.skip("AutoAL not importable")
+
+    def run(salt, sub):
+        cfg = ExperimentConfig(strategies=("autoal",), autoal_seed=salt,
+                               autoal={"pretrain_steps": 20, "search_steps": 10}, **dict(TINY, seeds=(0,)))
+        res = run_experiment(cfg, out=str(tmp_path / sub), progress=False, verbose=False, plot=False)
+        return res["strategies"]["autoal"]["runs"][0]["rounds"]
+
+    r0, r1, r1b = run(0, "s0"), run(1, "s1"), run(1, "s1b")
+    assert r0[0]["test_acc"] == r1[0]["test_acc"]
+    assert r0[0]["info"]["margins"]["fitnet_pool"] != r1[0]["info"]["margins"]["fitnet_pool"]  # another FitNet
+    assert [r.get("info") for r in r1] == [r.get("info") for r in r1b] and [r["test_acc"] for r in r1] == [r["test_acc"] for r in r1b]
+    with pytest.raises(ValueError, match="autoal_seed"):
+        ExperimentConfig(autoal_seed=-1).validate()

@@ -64,11 +64,13 @@ def open_checkpoint(out: str, config, resume: bool, verbose: bool):
             config = saved
         else:
             mine = config.validate().to_dict()
-            diff = sorted(k for k in mine if mine[k] != ck["config"].get(k))
+            # a field added since the checkpoint was written holds its default there
+            theirs = saved.to_dict()
+            diff = sorted(k for k in mine if mine[k] != theirs.get(k))
             if diff:
                 raise ValueError(
                     f"--resume: the config differs from the checkpoint in {out} in {diff} "
-                    f"(checkpoint: {[ck['config'].get(k) for k in diff]}, now: {[mine[k] for k in diff]}); "
+                    f"(checkpoint: {[theirs.get(k) for k in diff]}, now: {[mine[k] for k in diff]}); "
                     "resume with the same settings or use another --out")
     elif resume and verbose:
         print(f"no checkpoint in {out}: starting from the beginning", file=sys.stderr)

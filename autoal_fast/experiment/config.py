@@ -79,6 +79,12 @@ class ExperimentConfig:
         (flattened, through ``backbone=nn.Flatten()``): features that no model trained on
         the labeled set has shaped, so that the search's halves B and C look no easier
         than the pool does.
+    autoal_seed : int, default=0
+        Salt of AutoAL's own randomness (its splits, its nets' initialisation, the MC draws
+        through FitNet). 0 seeds AutoAL with the round's query seed; another value draws
+        all of that afresh while the pool, the initial labeled set and the task model's
+        seeds stay those of the run's seed: repeats of AutoAL on the same paired seed, to
+        tell AutoAL's own variance from the seed's.
     """
 
     dataset: str = "digits"
@@ -105,6 +111,7 @@ class ExperimentConfig:
     autoal: dict = field(default_factory=dict)
     albl: dict = field(default_factory=dict)
     autoal_features: str = "embeddings"
+    autoal_seed: int = 0
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -128,7 +135,7 @@ class ExperimentConfig:
         """Check every field; return a copy with ``strategies`` expanded."""
         c = "ExperimentConfig"
         for name, low in (("rounds", 0), ("initial", 1), ("budget", 1), ("epochs", 0), ("min_steps", 0), ("batch_size", 1),
-                          ("n_mc", 2), ("eval_batch", 1), ("threads", 1)):
+                          ("n_mc", 2), ("eval_batch", 1), ("threads", 1), ("autoal_seed", 0)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 raise ValueError(f"{name} must be an int >= {low} ({c}); got {v!r}")

@@ -192,7 +192,7 @@ def query_indices(name: str, pool: PoolOutputs, k: int, *, labeled: PoolOutputs,
             info["autoal_value"] = {c: round(float(v), 6) for c, v in rep.candidate_value.items()}
         return picks[best], info
     if name == "autoal":
-        al = _autoal(cfg, k, pool.device, seed)
+        al = _autoal(cfg, k, pool.device, seed if cfg.autoal_seed == 0 else _derive("autoal", seed, cfg.autoal_seed))
         if state.get("autoal") is not None:
             al.load_state_dict(state["autoal"])
         # the search selects the query's ratio k/|U|; the labeled set ends with last round's
