@@ -384,9 +384,11 @@ def merge_baselines(summ: dict, base: dict, ref: str, tag: str | None = None) ->
     committed ``--json``) that have no finished folder here, per setting that ``summ`` has,
     each marked ``imported``; with ``tag``, a label that both have is imported too, as
     ``label@tag``. The paired differences are then recomputed over both. For a table across
-    sessions whose run folders are gone: the plain strategies' runs are the same on another
-    machine of this kind (digits margin, seed 0, matched to the last digit), AutoAL's are not
-    (its search follows float rounding), so an imported AutoAL label is another realisation."""
+    sessions whose run folders are gone, and only as far as the runs reproduce: rerun one seed
+    of what you import first. Measured on 2026-12-02 against the table of 2725e16: digits'
+    margin (seed 0) matched to the last digit; the Fashion-MNIST and MNIST-1D CNN runs did not
+    (badge, seed 0: 0.7415 against 0.7453 on b, 0.5274 against 0.5322 on d), nor did AutoAL's
+    on any setting, so there an imported label is another realisation, not a paired twin."""
     for st, entry in summ.items():
         old = base.get(st)
         if not old:
@@ -401,6 +403,38 @@ def merge_baselines(summ: dict, base: dict, ref: str, tag: str | None = None) ->
                     entry.setdefault(sec, {})[name] = old[sec][lab]
         _pair(entry, ref)
     return summ
+
+
+def add_averages(summ: dict, averages: dict, ref: str) -> dict:
+    """Add to each setting of ``summ`` a label ``name`` per ``averages`` entry ``name: [labels]``:
+    per seed that every one of ``labels`` has, the mean of their AUBCs (repeats of one method,
+    e.g. AutoAL under several ``autoal_seed`` salts: its expected AUBC on that paired seed), and
+    recompute the paired differences. Settings lacking one of the labels get no such row."""
+    for entry in summ.values():
+        for name, labs in averages.items():
+            runs = [entry["labels"].get(lab) for lab in labs]
+            if any(r is None for r in runs):
+                continue
+            seeds = sorted(set.intersection(*(set(r["aubc"]) for r in runs)), key=int)
+            if not seeds:
+                continue
+            aubc = {sd: float(np.mean([r["aubc"][sd] for r in runs])) for sd in seeds}
+            a = np.array(list(aubc.values()))
+            entry["labels"][name] = {"aubc": aubc, "mean": float(a.mean()), "std": float(a.std(ddof=0)),
+                                     "average_of": list(labs)}
+        _pair(entry, ref)
+    return summ
+
+
+def _parse_averages(items) -> dict:
+    out = {}
+    for item in items or ():
+        name, sep, labs = item.partition("=")
+        labs = [x for x in labs.split("+") if x]
+        if not sep or not name or len(labs) < 2:
+            raise SystemExit(f"al_benchmark: --average wants NAME=LABEL+LABEL[+...]; got {item!r}")
+        out[name] = labs
+    return out
 
 
 def markdown(summ: dict, ref: str) -> str:
@@ -454,6 +488,8 @@ def main(argv=None) -> int:
                     help="an earlier --json whose labels without a folder here join the table (marked †)")
     ap.add_argument("--baselines-tag", default=None,
                     help="import the earlier table's labels that have folders here too, as LABEL@TAG")
+    ap.add_argument("--average", action="append", metavar="NAME=LABEL+LABEL",
+                    help="a row NAME: per seed, the mean AUBC of the labels (repeats of one method); repeatable")
     ap.add_argument("--json", default="benchmarks/results/al_bench.json")
     ap.add_argument("--md", default="benchmarks/results/al_bench.md")
     a = ap.parse_args(argv)
@@ -478,10 +514,13 @@ def main(argv=None) -> int:
             with ProcessPoolExecutor(a.jobs) as ex:
                 for fut in as_completed([ex.submit(run_one, *j) for j in jobs]):
                     print(fut.result(), flush=True)
+    averages = _parse_averages(a.average)
     summ = summary(a.root, settings, a.ref)
     if a.baselines:
         with open(a.baselines) as f:
             summ = merge_baselines(summ, json.load(f), a.ref, a.baselines_tag)
+    if averages:
+        summ = add_averages(summ, averages, a.ref)
     if os.path.exists(a.json):  # keep the settings not summarised now
         with open(a.json) as f:
             old = json.load(f)

@@ -314,3 +314,24 @@ def test_autoal_seed_redraws_only_autoals_randomness(tmp_path):
     assert [r.get("info") for r in r1] == [r.get("info") for r in r1b] and [r["test_acc"] for r in r1] == [r["test_acc"] for r in r1b]
     with pytest.raises(ValueError, match="autoal_seed"):
         ExperimentConfig(autoal_seed=-1).validate()
+
+
+def test_al_benchmark_averages_repeats():
+    """--average NAME=L1+L2: per seed that both have, the mean AUBC, paired like any label."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "al_benchmark.py")
+    spec = importlib.util.spec_from_file_location("al_benchmark_under_test", path)
+    ab = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ab)
+    summ = {"a": {"labels": {"r0": {"aubc": {"0": 0.5, "1": 0.7, "2": 0.9}},
+                             "r1": {"aubc": {"0": 0.7, "1": 0.5}},
+                             "margin": {"aubc": {"0": 0.55, "1": 0.65, "2": 0.1}}}},
+            "b": {"labels": {"r0": {"aubc": {"0": 0.5}}, "margin": {"aubc": {"0": 0.4}}}}}
+    out = ab.add_averages(summ, ab._parse_averages(["mean2=r0+r1"]), "mean2")
+    assert out["a"]["labels"]["mean2"]["aubc"] == {"0": 0.6, "1": 0.6} and "mean2" not in out["b"]["labels"]
+    d = out["a"]["paired_vs_mean2"]["margin"]
+    assert d["n"] == 2 and d["wins"] == 1 and abs(d["mean"] - 0.0) < 1e-12
+    for bad in ("mean2", "mean2=r0", "=r0+r1"):
+        with pytest.raises(SystemExit, match="--average"):
+            ab._parse_averages([bad])
