@@ -230,16 +230,22 @@ def test_autoal_can_read_the_inputs(tmp_path):
         ExperimentConfig(autoal_features="pixels").validate()
 
 
-def test_al_benchmark_refuses_a_folder_made_by_another_autoal(tmp_path):
-    """benchmarks/al_benchmark.py counts a finished folder only when the AutoAL recorded in it
-    is the one its label builds today (a label that named too little once reused folders made
-    under other AutoAL defaults)."""
+def _al_benchmark():
+    """benchmarks/al_benchmark.py as a module (it is a script, not part of the package)."""
     import importlib.util
 
     path = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "al_benchmark.py")
     spec = importlib.util.spec_from_file_location("al_benchmark_under_test", path)
     ab = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ab)
+    return ab
+
+
+def test_al_benchmark_refuses_a_folder_made_by_another_autoal(tmp_path):
+    """benchmarks/al_benchmark.py counts a finished folder only when the AutoAL recorded in it
+    is the one its label builds today (a label that named too little once reused folders made
+    under other AutoAL defaults)."""
+    ab = _al_benchmark()
     cfg, _ = ab._label_config("a", "autoal_prior", 0, 1)
     other, _ = ab._label_config("a", "autoal_explore_random", 0, 1)
     made = {"complete": True, "autoal_params": autoal_params(cfg)}
@@ -264,12 +270,7 @@ def test_al_benchmark_refuses_a_folder_made_by_another_autoal(tmp_path):
 def test_al_benchmark_merges_an_earlier_table(tmp_path):
     """--baselines: the labels of an earlier table that have no folder here join this one (marked
     imported), with ``--baselines-tag`` also those that have; the paired differences are over both."""
-    import importlib.util
-
-    path = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "al_benchmark.py")
-    spec = importlib.util.spec_from_file_location("al_benchmark_under_test", path)
-    ab = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ab)
+    ab = _al_benchmark()
 
     def lab(vals):
         return {"aubc": {str(i): v for i, v in enumerate(vals)}, "mean": float(np.mean(vals)), "std": 0.0}
@@ -318,12 +319,7 @@ def test_autoal_seed_redraws_only_autoals_randomness(tmp_path):
 
 def test_al_benchmark_averages_repeats():
     """--average NAME=L1+L2: per seed that both have, the mean AUBC, paired like any label."""
-    import importlib.util
-
-    path = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "al_benchmark.py")
-    spec = importlib.util.spec_from_file_location("al_benchmark_under_test", path)
-    ab = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ab)
+    ab = _al_benchmark()
     summ = {"a": {"labels": {"r0": {"aubc": {"0": 0.5, "1": 0.7, "2": 0.9}},
                              "r1": {"aubc": {"0": 0.7, "1": 0.5}},
                              "margin": {"aubc": {"0": 0.55, "1": 0.65, "2": 0.1}}}},
