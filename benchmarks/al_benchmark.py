@@ -140,13 +140,13 @@ VARIANTS = {
     "autoal_defaults": ("autoal", {"autoal": dict(_DEFAULTS_NOW)}),
     # the defaults with the candidates on B as the query that chose the batch saw it
     "autoal_b_query": ("autoal", {"autoal": dict(_DEFAULTS_NOW, b_view="query")}),
-    # sensitivity of the exploration share: twice the default's
     # repeats of the defaults and of their frozen prior with AutoAL's own randomness drawn
     # afresh (ExperimentConfig.autoal_seed); the pool, initial set and task model stay the seed's
     "autoal_defaults_r1": ("autoal", {"autoal_seed": 1, "autoal": dict(_DEFAULTS_NOW)}),
     "autoal_defaults_r2": ("autoal", {"autoal_seed": 2, "autoal": dict(_DEFAULTS_NOW)}),
     "autoal_prior_r1": ("autoal", {"autoal_seed": 1, "autoal": dict(_DEFAULTS_NOW, search_steps=0)}),
     "autoal_prior_r2": ("autoal", {"autoal_seed": 2, "autoal": dict(_DEFAULTS_NOW, search_steps=0)}),
+    # sensitivity of the exploration share: twice the default's
     "autoal_explore02": ("autoal", {"autoal": dict(_DEFAULTS_NOW, explore=0.2)}),
     # control: each round margin's or badge's batch by a seeded coin (a choice with no information)
     "coin_margin_badge": ("coin", {"candidates": ("margin", "badge")}),
@@ -333,10 +333,9 @@ def summary(root: str, settings, ref: str) -> dict:
         aubc = {lab: {s: r["aubc"] for s, r in v.items()} for lab, v in runs.items()}
         entry = {"description": SETTINGS[st][0], "config": SETTINGS[st][1], "labels": {}}
         for lab, v in aubc.items():
-            a = np.array(list(v.values()), dtype=np.float64)
             q = [rd["query_seconds"] for r in runs[lab].values() for rd in r["rounds"] if rd.get("query_seconds")]
             entry["labels"][lab] = {
-                "aubc": {str(s): v[s] for s in sorted(v)}, "mean": float(a.mean()), "std": float(a.std(ddof=0)),
+                "aubc": {str(s): v[s] for s in sorted(v)}, **_mean_std(v.values()),
                 "query_seconds_per_round": float(np.mean(q)) if q else None,
                 "test_acc": {str(s): [rd["test_acc"] for rd in runs[lab][s]["rounds"]] for s in sorted(v)},
             }
@@ -363,6 +362,12 @@ def summary(root: str, settings, ref: str) -> dict:
             entry["credit_fidelity"] = cfid
         out[st] = entry
     return out
+
+
+def _mean_std(values) -> dict:
+    """A label's AUBC mean and (population) std over its seeds, as the table shows them."""
+    a = np.array(list(values), dtype=np.float64)
+    return {"mean": float(a.mean()), "std": float(a.std(ddof=0))}
 
 
 def _pair(entry: dict, ref: str) -> None:
@@ -419,9 +424,7 @@ def add_averages(summ: dict, averages: dict, ref: str) -> dict:
             if not seeds:
                 continue
             aubc = {sd: float(np.mean([r["aubc"][sd] for r in runs])) for sd in seeds}
-            a = np.array(list(aubc.values()))
-            entry["labels"][name] = {"aubc": aubc, "mean": float(a.mean()), "std": float(a.std(ddof=0)),
-                                     "average_of": list(labs)}
+            entry["labels"][name] = {"aubc": aubc, **_mean_std(aubc.values()), "average_of": list(labs)}
         _pair(entry, ref)
     return summ
 

@@ -122,7 +122,8 @@ def _pool_outputs(logits, emb, head, n_mc: int) -> PoolOutputs:
 # ----------------------------------------------------------------------------- the one integration point
 def _autoal(cfg: ExperimentConfig, k: int, device, seed: int, **overrides):
     """AutoAL as the config asks; with ``autoal_features="inputs"`` its nets read the
-    task's inputs (flattened) instead of the task model's embeddings."""
+    task's inputs (flattened) instead of the task model's embeddings; ``cfg.autoal_seed``
+    other than 0 salts ``seed``, so every AutoAL the loop builds draws its randomness afresh."""
     try:
         from ..autoal import AutoAL
     except ImportError as e:
@@ -130,6 +131,8 @@ def _autoal(cfg: ExperimentConfig, k: int, device, seed: int, **overrides):
     kw = dict(cfg.autoal, **overrides)
     if cfg.autoal_features == "inputs":
         kw["backbone"] = torch.nn.Flatten()
+    if cfg.autoal_seed:
+        seed = _derive("autoal", seed, cfg.autoal_seed)
     return AutoAL(strategies=list(cfg.candidates), budget=k, device=device, seed=seed, **kw)
 
 
@@ -192,7 +195,7 @@ def query_indices(name: str, pool: PoolOutputs, k: int, *, labeled: PoolOutputs,
             info["autoal_value"] = {c: round(float(v), 6) for c, v in rep.candidate_value.items()}
         return picks[best], info
     if name == "autoal":
-        al = _autoal(cfg, k, pool.device, seed if cfg.autoal_seed == 0 else _derive("autoal", seed, cfg.autoal_seed))
+        al = _autoal(cfg, k, pool.device, seed)
         if state.get("autoal") is not None:
             al.load_state_dict(state["autoal"])
         # the search selects the query's ratio k/|U|; the labeled set ends with last round's
