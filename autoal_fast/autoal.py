@@ -334,6 +334,21 @@ class AutoAL:
         -0.0058 +- 0.0025 AUBC on digits, +0.0002 +- 0.0024 and -0.0004 +- 0.0019 on the two
         Fashion-MNIST settings, -0.0067 +- 0.0015 on MNIST-1D (0/5): a B of the batch alone (20
         samples a round on digits) is a smaller, noisier simulation; so "now".
+    memory : {None, "rounds"}, default=None
+        What the value objective is averaged over (needs ``objective="value"``). None: this
+        round's simulation alone, so that each round's choice of candidate rests on one draw
+        of A, B and C (the one-vector search flips between margin's and badge's batch from
+        round to round, and three draws of it on one seed differ by 0.003-0.007 AUBC).
+        "rounds": every round so far, equally: after r rounds the objective is ``1 / (r + 1)``
+        of this round's value and ``r / (r + 1)`` of ``<mean W, m>``, where ``m`` is each
+        candidate's evidence averaged over the earlier rounds (``memory_now``: how far the
+        mean value of its hard picks on that round's B lay above B's mean, in units of B's
+        spread, so that a round whose mean value is near 0 does not dominate), put in this
+        round's units: the sample mean of a value taken to change slowly between rounds, so
+        that the choice moves as the evidence of all rounds does (issue 11: summed over
+        rounds, the simulated loss gain ranked the candidates like their real AUBCs, where
+        one round's was noise). Needs the first-order value objective. Carried in
+        ``state_dict``.
     explore : float, default=0.1
         The share of each query's k taken round-robin from every candidate's own
         best-ranked samples (the last ``round(explore * k)`` indices of the result, in
@@ -485,7 +500,7 @@ class AutoAL:
                  first_order=True, per_sample_weights=False, credit=None, credit_weight=1.0, explore=0.1,
                  recent_in_b=True, n_splits=1, batch="score", sample_value="dot", diverse_factor=10.0,
                  judge="labeled", explore_from="candidates", credit_evidence="mean", credit_view="now",
-                 b_view="now"):
+                 b_view="now", memory=None):
         caller = "AutoAL"
         if isinstance(strategies, str):
             strategies = (strategies,)
@@ -548,6 +563,11 @@ class AutoAL:
         self.credit_evidence = _check_choice(credit_evidence, "credit_evidence", ("mean", "z"), caller)
         self.credit_view = _check_choice(credit_view, "credit_view", ("now", "query"), caller)
         self.b_view = _check_choice(b_view, "b_view", ("now", "query"), caller)
+        self.memory = _check_choice(memory, "memory", (None, "rounds"), caller)
+        if memory is not None and not (objective == "value" and self.first_order and self.inner_steps == 1):
+            raise ValueError(f"memory='rounds' needs the first-order value objective ({caller}): objective='value', "
+                             f"first_order=True, inner_steps=1; got objective={objective!r}, "
+                             f"first_order={first_order!r}, inner_steps={inner_steps}")
         if b_view == "query" and (not recent_in_b or backbone is not None):
             raise ValueError(f"b_view='query' needs recent_in_b=True and no backbone ({caller}): B is then last "
                              f"round's batch, seen through the pool's embeddings as the query saw them")
@@ -573,6 +593,9 @@ class AutoAL:
                              f"first_order={first_order!r}, inner_steps={inner_steps}")
         self._credit_sum = [0.0] * len(strategies)  # sum over credited samples of their credit
         self._credit_count = [0.0] * len(strategies)
+        # memory="rounds": sum over the rounds so far of each candidate's simulated value, and their number
+        self._memory_sum = [0.0] * len(strategies)
+        self._memory_rounds = [0] * len(strategies)
         # the last query: {"ids": (k,) global indices, "picks": (k, K) bool, with credit only}
         self._pending = None
         # global ids of the labeled set at the first query_model call (judge="random_set")
@@ -600,7 +623,23 @@ class AutoAL:
             inner_steps=self.inner_steps, prior=self.prior, first_order=self.first_order,
             sample_value=self.sample_value,
             credit=self.credit_now() if self.credit is not None else None, credit_weight=self.credit_weight,
+            memory=self.memory_now() if self.memory is not None and any(self._memory_rounds) else None,
+            memory_share=self._memory_share(),
         )
+
+    def memory_now(self) -> tuple:
+        """With ``memory="rounds"``: each candidate's evidence on B averaged over the rounds so
+        far, one float per strategy (0 where none was measured): ``effect_credit`` of its own
+        picks on the round's B, how far their mean value lay above B's mean in units of B's
+        spread."""
+        return tuple(s / c if c else 0.0 for s, c in zip(self._memory_sum, self._memory_rounds))
+
+    def _memory_share(self) -> float:
+        """The earlier rounds' share of the value objective: r / (r + 1) after r rounds."""
+        if self.memory is None:
+            return 0.0
+        r = max(self._memory_rounds)
+        return r / (r + 1.0)
 
     @property
     def n_pending(self) -> int:
@@ -828,6 +867,8 @@ class AutoAL:
                 self._pending = None
             if self.credit is not None:
                 report.credit = dict(zip(self.strategies, self.credit_now()))
+            if cfg.memory is not None:
+                report.memory = dict(zip(self.strategies, cfg.memory))
             with timer("candidates"):
                 cand = (cand_then if cand_then is not None
                         else self._candidates_on_b(labeled, ia_d, ib_d, x_a, x_b, k_b, round_seed))
@@ -853,6 +894,12 @@ class AutoAL:
                     vals = candidate_values(self.fitnet_, picks_b, x_b, y_b, x_c, y_c, self.inner_lr, self.inner_steps,
                                             values=report.sample_values)
                 report.candidate_value = dict(zip(self.strategies, vals))
+                if self.memory is not None:  # this round's evidence, scale-free, for the later rounds
+                    z, _ = effect_credit(report.sample_values, picks_b)
+                    for j, v in enumerate(z.tolist()):
+                        if math.isfinite(v):
+                            self._memory_sum[j] += v
+                            self._memory_rounds[j] += 1
         report.times = timer.times
         if self.credit_view == "query":  # the judge as this round sees it, for the next round's credit
             self._judge_then = {"x": x_c.detach().to("cpu", torch.float32), "y": y_c.cpu()}
@@ -1214,6 +1261,7 @@ class AutoAL:
                        "pending": None if self._pending is None else dict(self._pending)},
             "random_ids": self._random_ids,
             "judge_then": self._judge_then,
+            "memory": {"sum": list(self._memory_sum), "rounds": list(self._memory_rounds)},
         })
 
     def load_state_dict(self, state: dict) -> "AutoAL":
@@ -1268,6 +1316,12 @@ class AutoAL:
                     self._pending[key] = as_type(pend[key])
         else:
             self._credit_sum, self._credit_count, self._pending = [0.0] * K, [0.0] * K, None
+        mem = state.get("memory")  # states saved before memory= lack it
+        if isinstance(mem, dict) and len(mem.get("sum", ())) == K and len(mem.get("rounds", ())) == K:
+            self._memory_sum = [float(v) for v in mem["sum"]]
+            self._memory_rounds = [int(v) for v in mem["rounds"]]
+        else:
+            self._memory_sum, self._memory_rounds = [0.0] * K, [0] * K
         jt = state.get("judge_then")
         self._judge_then = None if jt is None else {"x": torch.as_tensor(jt["x"]).float(),
                                                      "y": torch.as_tensor(jt["y"]).long()}

@@ -148,6 +148,9 @@ VARIANTS = {
     "autoal_prior_r2": ("autoal", {"autoal_seed": 2, "autoal": dict(_DEFAULTS_NOW, search_steps=0)}),
     # sensitivity of the exploration share: twice the default's
     "autoal_explore02": ("autoal", {"autoal": dict(_DEFAULTS_NOW, explore=0.2)}),
+    # the defaults with the value objective averaged over every round so far (the earlier
+    # rounds by their candidates' simulated values)
+    "autoal_memory": ("autoal", {"autoal": dict(_DEFAULTS_NOW, memory="rounds")}),
     # control: each round margin's or badge's batch by a seeded coin (a choice with no information)
     "coin_margin_badge": ("coin", {"candidates": ("margin", "badge")}),
 }

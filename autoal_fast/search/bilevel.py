@@ -69,6 +69,15 @@ class SearchConfig:
     #: ``credit_weight * <mean W, credit>``. None: no such term.
     credit: tuple | None = None
     credit_weight: float = 0.0
+    #: The simulation's evidence of the earlier rounds (K,): the mean over them of each
+    #: candidate's ``effect_credit`` on its round's B (how far the mean value of its picks
+    #: lay above B's mean, in units of B's spread), and the share of the rounds it stands
+    #: for. With the first-order value objective it becomes ``(1 - memory_share) * this
+    #: round's value + memory_share * <mean W, sign(mean v) + memory * std(v) / |mean v|>``
+    #: (the earlier rounds' evidence in this round's units, v being B's sample values): the
+    #: value averaged over every round's B. None: this round's B alone.
+    memory: tuple | None = None
+    memory_share: float = 0.0
     #: Gradients of each net are clipped to this 2-norm (the reported norms are
     #: the ones before clipping). Without it the loss head's piecewise-linear
     #: ranking loss can feed back through the shared trunk and diverge under
@@ -126,6 +135,9 @@ class FitReport:
         B (C's loss drop after FitNet's update on them, over the drop for a uniform
         selection of the same size), measured after the search: what the simulation
         says of each candidate, for the fidelity report.
+    memory : dict
+        With ``memory="rounds"``: strategy name -> the mean ``candidate_value`` of the
+        earlier rounds that the search weighed (empty in the first round).
     n_a, n_b, k_b, ratio : sizes of the halves, B's selection size ceil(t |B|) and t.
     times : dict
         Seconds per phase (split, pretrain, candidates, search).
@@ -147,6 +159,7 @@ class FitReport:
     weight_totals: dict = field(default_factory=dict)
     weight_share: dict = field(default_factory=dict)
     candidate_value: dict = field(default_factory=dict)
+    memory: dict = field(default_factory=dict)
     sample_values: object = None
     real_credit: dict = field(default_factory=dict)
     credit: dict = field(default_factory=dict)
@@ -412,6 +425,10 @@ def alternate(fitnet, searchnet, opt_fit, opt_search, x_a, y_a, x_b, y_b, cand_b
     prior = None if cfg.prior is None else torch.as_tensor(cfg.prior, dtype=torch.float32, device=x_b.device)
     credit = None if cfg.credit is None or not cfg.credit_weight else \
         torch.as_tensor(cfg.credit, dtype=torch.float32, device=x_b.device)
+    memory = None if cfg.memory is None or not cfg.memory_share else \
+        torch.as_tensor(cfg.memory, dtype=torch.float32, device=x_b.device)
+    if memory is not None and not first_order:
+        raise ValueError("memory is for the first-order value objective (it averages the value over rounds)")
     search_params = searchnet.search_parameters()
     head_params = list(searchnet.loss_head.parameters())
     fit_params = list(fitnet.parameters())
@@ -424,6 +441,10 @@ def alternate(fitnet, searchnet, opt_fit, opt_search, x_a, y_a, x_b, y_b, cand_b
         v_all = values if values is not None else judged_values(cfg.sample_value, fitnet, x_a, y_a, x_b, y_b,
                                                                 x_c, y_c)
     report.sample_values = v_all
+    if memory is not None:  # the earlier rounds' evidence in this round's units (relative_mean_value's)
+        v_mean = v_all.mean()
+        scale = v_all.std(unbiased=False) / v_mean.abs().clamp_min(1e-12)
+        memory = torch.sign(v_mean) + memory * scale
     for _ in range(cfg.search_steps):
         idx = _batch(n_b, cfg.batch_size, gen, x_b.device)
         if idx is None:  # one sample order for every tensor of this step
@@ -451,6 +472,8 @@ def alternate(fitnet, searchnet, opt_fit, opt_search, x_a, y_a, x_b, y_b, cand_b
             value = objective = relative_selection_value(fitnet, s, xb, yb, xc, yc, cfg.inner_lr, cfg.inner_steps)
         else:
             value, objective = torch.zeros((), device=x_b.device), lift
+        if memory is not None:  # the value over every round's B: the earlier ones by their candidates
+            objective = (1.0 - cfg.memory_share) * objective + cfg.memory_share * (w.mean(0) * memory).sum()
         pen, soft_count = count_penalty(a, k_b, cfg.temperature)
         rank = ranking_loss(pred_loss, l_det, cfg.rank_margin)
         loss_s = -objective + cfg.count_weight * pen + cfg.rank_weight * rank
