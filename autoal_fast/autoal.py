@@ -349,6 +349,15 @@ class AutoAL:
         rounds, the simulated loss gain ranked the candidates like their real AUBCs, where
         one round's was noise). Needs the first-order value objective. Carried in
         ``state_dict``.
+    value_scale : {"mean", "spread"}, default="mean"
+        The unit of the first-order value objective. "mean": the soft selection's mean sample
+        value over |the mean value of B| (1 = no better than a uniform selection). "spread":
+        how far that mean lies above B's, in units of the standard deviation of B's values
+        (0 = uniform; ``search.bilevel.spread_value``), the unit of ``memory``'s evidence.
+        The weight of the prior's KL term (``entropy_weight``) is fixed, so in "mean" units it
+        weighs less the nearer B's mean value is to 0 (on digits' small B the candidates'
+        values ran from -37 to +16 in one run), and the search then follows that round's
+        noise; in "spread" units leaving the prior needs the same evidence in every round.
     explore : float, default=0.1
         The share of each query's k taken round-robin from every candidate's own
         best-ranked samples (the last ``round(explore * k)`` indices of the result, in
@@ -500,7 +509,7 @@ class AutoAL:
                  first_order=True, per_sample_weights=False, credit=None, credit_weight=1.0, explore=0.1,
                  recent_in_b=True, n_splits=1, batch="score", sample_value="dot", diverse_factor=10.0,
                  judge="labeled", explore_from="candidates", credit_evidence="mean", credit_view="now",
-                 b_view="now", memory=None):
+                 b_view="now", memory=None, value_scale="mean"):
         caller = "AutoAL"
         if isinstance(strategies, str):
             strategies = (strategies,)
@@ -564,6 +573,7 @@ class AutoAL:
         self.credit_view = _check_choice(credit_view, "credit_view", ("now", "query"), caller)
         self.b_view = _check_choice(b_view, "b_view", ("now", "query"), caller)
         self.memory = _check_choice(memory, "memory", (None, "rounds"), caller)
+        self.value_scale = _check_choice(value_scale, "value_scale", ("mean", "spread"), caller)
         if memory is not None and not (objective == "value" and self.first_order and self.inner_steps == 1):
             raise ValueError(f"memory='rounds' needs the first-order value objective ({caller}): objective='value', "
                              f"first_order=True, inner_steps=1; got objective={objective!r}, "
@@ -621,7 +631,7 @@ class AutoAL:
             rank_mix=self.rank_mix, count_weight=self.count_weight, rank_weight=self.rank_weight,
             entropy_weight=self.entropy_weight, objective=self.objective, inner_lr=self.inner_lr,
             inner_steps=self.inner_steps, prior=self.prior, first_order=self.first_order,
-            sample_value=self.sample_value,
+            sample_value=self.sample_value, value_scale=self.value_scale,
             credit=self.credit_now() if self.credit is not None else None, credit_weight=self.credit_weight,
             memory=self.memory_now() if self.memory is not None and any(self._memory_rounds) else None,
             memory_share=self._memory_share(),

@@ -151,6 +151,10 @@ VARIANTS = {
     # the defaults with the value objective averaged over every round so far (the earlier
     # rounds by their candidates' simulated values)
     "autoal_memory": ("autoal", {"autoal": dict(_DEFAULTS_NOW, memory="rounds")}),
+    # the defaults with the value in units of B's spread (the prior's pull the same in every round)
+    "autoal_spread": ("autoal", {"autoal": dict(_DEFAULTS_NOW, value_scale="spread")}),
+    # both
+    "autoal_memory_spread": ("autoal", {"autoal": dict(_DEFAULTS_NOW, memory="rounds", value_scale="spread")}),
     # control: each round margin's or badge's batch by a seeded coin (a choice with no information)
     "coin_margin_badge": ("coin", {"candidates": ("margin", "badge")}),
 }

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from .relax import aggregate, count_penalty, ranking_loss, soft_topk
 
 __all__ = ["SearchConfig", "FitReport", "pretrain_fitnet", "alternate", "selection_value", "sample_values",
-           "influence_values", "judged_values", "relative_mean_value", "relative_selection_value", "candidate_values",
+           "influence_values", "judged_values", "relative_mean_value", "spread_value", "relative_selection_value", "candidate_values",
            "effect_credit"]
 
 
@@ -59,6 +59,10 @@ class SearchConfig:
     #: With the first-order value: "dot" (the alignment) or "cosine" (its cosine; see
     #: ``sample_values``).
     sample_value: str = "dot"
+    #: The first-order value's unit: "mean" (``relative_mean_value``, the selection's mean
+    #: value over |mean value of B|; 1 = uniform) or "spread" (``spread_value``: how far the
+    #: selection's mean value lies above B's, in units of B's standard deviation; 0 = uniform).
+    value_scale: str = "mean"
     #: Prior strategy weights (K,) that SearchNet starts from and is pulled back to by
     #: ``entropy_weight * KL(W(x) || prior)``; None is uniform (then the term is the
     #: entropy bonus of the first build, up to a constant).
@@ -348,6 +352,26 @@ def relative_mean_value(s: torch.Tensor, v: torch.Tensor, count=None) -> torch.T
     return (v @ s) / (count * v.mean().abs().clamp_min(1e-12))
 
 
+def spread_value(s: torch.Tensor, v: torch.Tensor, count=None) -> torch.Tensor:
+    """First-order value of selection(s) ``s`` ((n,) or (n, K)) in units of the spread of the
+    per-sample values ``v`` (n,): ``(v @ s / count - mean(v)) / std(v)`` (0 = no better than
+    uniform; 0 where all values are equal). Bounded where ``relative_mean_value``, a ratio to the
+    mean value, is not when that mean is near 0. ``count`` defaults to ``s.sum(0)``."""
+    count = s.sum(0).clamp_min(1e-12) if count is None else count
+    sd = _spread(v)
+    return (v @ s / count - v.mean()) / sd.clamp_min(1e-30) * (sd > 0)
+
+
+def _spread(v: torch.Tensor) -> torch.Tensor:
+    """Population std of ``v``, 0 where it is within rounding of equal values (a few ulps of
+    its largest magnitude), so that a z-score of equal values is 0 rather than rounding noise."""
+    if v.numel() < 2:
+        return v.new_zeros(())
+    sd = v.std(unbiased=False)
+    tiny = 16 * torch.finfo(v.dtype).eps * v.abs().max()
+    return torch.where(sd > tiny, sd, torch.zeros_like(sd))
+
+
 def relative_selection_value(fitnet, s, x_b, y_b, x_c, y_c, inner_lr: float, inner_steps: int = 1):
     """``selection_value`` of ``s`` over |that of a uniform selection of the same size|
     (1 = no better than uniform); differentiable in ``s``."""
@@ -387,7 +411,7 @@ def effect_credit(values_new: torch.Tensor, picks_new: torch.Tensor) -> tuple:
     v = values_new.to(torch.float64)
     p = picks_new.to(torch.float64)
     counts = p.sum(0)
-    sd = v.std(unbiased=False) if v.numel() > 1 else v.new_zeros(())
+    sd = _spread(v)
     mean_k = (v @ p) / counts.clamp_min(1)
     z = (mean_k - v.mean()) / sd if float(sd) > 0 else torch.zeros_like(mean_k)
     out = torch.where(counts > 0, z, torch.full_like(z, float("nan")))
@@ -441,7 +465,7 @@ def alternate(fitnet, searchnet, opt_fit, opt_search, x_a, y_a, x_b, y_b, cand_b
         v_all = values if values is not None else judged_values(cfg.sample_value, fitnet, x_a, y_a, x_b, y_b,
                                                                 x_c, y_c)
     report.sample_values = v_all
-    if memory is not None:  # the earlier rounds' evidence in this round's units (relative_mean_value's)
+    if memory is not None and cfg.value_scale == "mean":  # the earlier rounds' evidence in this round's units
         v_mean = v_all.mean()
         scale = v_all.std(unbiased=False) / v_mean.abs().clamp_min(1e-12)
         memory = torch.sign(v_mean) + memory * scale
@@ -464,8 +488,8 @@ def alternate(fitnet, searchnet, opt_fit, opt_search, x_a, y_a, x_b, y_b, cand_b
         a = aggregate(w, pb, rb, cfg.theta, cfg.rank_mix)
         s = soft_topk(a, k_b, cfg.temperature, n_iter=cfg.soft_topk_iters)
         lift = (s * l_det).sum() / (k_b * l_det.mean().clamp_min(1e-12))
-        if first_order:  # mean value of the soft selection over |mean value of the batch|
-            value = objective = relative_mean_value(s, vb, k_b)
+        if first_order:  # mean value of the soft selection over |mean value of the batch| (or over its spread)
+            value = objective = (spread_value if cfg.value_scale == "spread" else relative_mean_value)(s, vb, k_b)
         elif value_mode:
             ic = _batch(x_c.shape[0], cfg.batch_size, gen, x_c.device)
             xc, yc = (x_c, y_c) if ic is None else (x_c[ic], y_c[ic])

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import autoal_fast as aaf
+from autoal_fast.search.bilevel import spread_value
 
 STRATS = ("entropy", "margin", "badge")
 
@@ -104,9 +105,53 @@ def test_memory_state_round_trip_and_same_seed_same_picks():
     assert aaf.AutoAL(**kw).load_state_dict(st).memory_now() == (0.0,) * 3
 
 
-@pytest.mark.parametrize("kw", [dict(memory="round"), dict(memory=True), dict(memory="rounds", objective="max_loss"),
+@pytest.mark.parametrize("kw", [dict(memory="round"), dict(memory=True), dict(value_scale="sd"), dict(memory="rounds", objective="max_loss"),
                                 dict(memory="rounds", first_order=False),
                                 dict(memory="rounds", inner_steps=2)])
 def test_bad_memory(kw):
-    with pytest.raises(ValueError, match="memory"):
+    with pytest.raises(ValueError, match="memory|value_scale"):
         aaf.AutoAL(**kw)
+
+
+@pytest.mark.parametrize("n,K,seed", [(1, 1, 0), (5, 2, 1), (64, 3, 2), (500, 8, 3)])
+def test_spread_value_matches_plain(n, K, seed):
+    g = torch.Generator().manual_seed(seed)
+    v = torch.randn(n, generator=g, dtype=torch.float64)
+    s = torch.rand(n, K, generator=g, dtype=torch.float64)
+    got = spread_value(s, v)
+    vn, sn = v.numpy(), s.numpy()
+    want = (vn @ sn / sn.sum(0) - vn.mean()) / vn.std() if n > 1 else np.zeros(K)
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-10, atol=1e-12)
+    # a single column, a given count
+    np.testing.assert_allclose(float(spread_value(s[:, 0], v, 2.0)), (vn @ sn[:, 0] / 2.0 - vn.mean()) / vn.std()
+                               if n > 1 else 0.0, rtol=1e-10, atol=1e-12)
+
+
+def test_spread_value_ties_and_uniform():
+    v = torch.full((6,), 0.3)
+    assert torch.equal(spread_value(torch.eye(6)[:, :2], v), torch.zeros(2))  # no spread: 0, not NaN
+    v = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    assert float(spread_value(torch.full((4,), 0.5), v)) == pytest.approx(0.0, abs=1e-7)  # uniform: 0
+    # the same evidence in any unit of v: invariant to scale and shift, as relative_mean_value is not
+    s = torch.tensor([1.0, 1.0, 0.0, 0.0])
+    assert float(spread_value(s, 1e-6 * v - 2.5e-6)) == pytest.approx(float(spread_value(s, v)), rel=1e-5)
+
+
+def test_spread_units_keep_the_prior_where_this_b_cannot_tell():
+    """Every candidate picks the same samples of B: the evidence cannot tell them apart, so the
+    weights must stay on the prior's candidates (margin + badge), in spread units."""
+    torch.set_num_threads(1)
+    lab, y = _toy(60, 0)
+    al = aaf.AutoAL(strategies=("entropy", "margin", "least_confidence", "badge"), seed=3, value_scale="spread",
+                    pretrain_steps=20, search_steps=100)
+    rep = al.fit(lab, y, k=10, n_pool=300)
+    assert rep.weight_share["margin"] + rep.weight_share["badge"] > 0.9
+    assert max(rep.value) < 10  # spread units: bounded by the top values' z-scores
+
+
+def test_effect_credit_of_equal_values_is_zero_not_rounding_noise():
+    from autoal_fast.search.bilevel import effect_credit
+    for dtype in (torch.float32, torch.float64):
+        v = torch.full((7,), 0.3, dtype=dtype)
+        cred, counts = effect_credit(v, torch.eye(7, 3, dtype=torch.bool))
+        assert torch.equal(cred, torch.zeros(3, dtype=dtype)) and counts.tolist() == [1, 1, 1]
