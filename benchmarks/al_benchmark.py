@@ -151,6 +151,7 @@ VARIANTS = {
     # the defaults with the value objective averaged over every round so far (the earlier
     # rounds by their candidates' simulated values)
     "autoal_memory": ("autoal", {"autoal": dict(_DEFAULTS_NOW, memory="rounds")}),
+    "autoal_memory_r1": ("autoal", {"autoal_seed": 1, "autoal": dict(_DEFAULTS_NOW, memory="rounds")}),
     # the defaults with the value in units of B's spread (the prior's pull the same in every round)
     "autoal_spread": ("autoal", {"autoal": dict(_DEFAULTS_NOW, value_scale="spread")}),
     # both
