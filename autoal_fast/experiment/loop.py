@@ -218,7 +218,7 @@ def query_indices(name: str, pool: PoolOutputs, k: int, *, labeled: PoolOutputs,
             info["candidate_value"] = {c: round(float(v), 6) for c, v in rep.candidate_value.items()}
         if getattr(rep, "margins", None):
             info["margins"] = {key: round(float(v), 6) for key, v in rep.margins.items()}
-        for key in ("real_credit", "credit"):
+        for key in ("real_credit", "credit", "memory"):
             if getattr(rep, key, None):
                 info[key] = {c: (round(float(v), 6) if v == v else None) for c, v in getattr(rep, key).items()}
         return torch.as_tensor(res.indices).long().cpu(), info
