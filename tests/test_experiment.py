@@ -85,6 +85,16 @@ def test_resume_in_process_matches_and_checks_config(tmp_path):
                        out=str(tmp_path / "a"), resume=True, progress=False, verbose=False)
 
 
+@pytest.mark.skipif(not _has_autoal(), reason="autoal_fast.autoal has not landed")
+def test_autoal_memory_is_recorded_per_round(tmp_path):
+    cfg = ExperimentConfig(strategies=("autoal",), autoal={"pretrain_steps": 20, "search_steps": 20,
+                                                           "memory": "rounds"}, **dict(TINY, seeds=(0,)))
+    res = run_experiment(cfg, out=str(tmp_path), progress=False, verbose=False, plot=False)
+    rounds = res["strategies"]["autoal"]["runs"][0]["rounds"]
+    assert "memory" not in rounds[0]["info"]  # nothing remembered in the first round
+    assert set(rounds[1]["info"]["memory"]) == {"margin", "coreset"}
+
+
 def test_warm_start_runs(tmp_path):
     cfg = ExperimentConfig(strategies=("random",), warm_start=True, **dict(TINY, seeds=(0,)))
     res = run_experiment(cfg, out=str(tmp_path), progress=False, verbose=False, plot=False)
