@@ -235,8 +235,9 @@ def run_one(root: str, setting: str, label: str, seed: int, threads: int) -> str
     return f"{setting}/{label}/seed{seed}: {time.perf_counter() - t0:.0f} s"
 
 
-def collect(root: str, setting: str) -> dict:
-    """label -> {seed: run record} of every finished folder of a setting."""
+def collect(root: str, setting: str, seeds=None) -> dict:
+    """label -> {seed: run record} of every finished folder of a setting (of ``seeds`` only,
+    when given)."""
     found = {}
     base = os.path.join(root, setting)
     if not os.path.isdir(base):
@@ -252,7 +253,8 @@ def collect(root: str, setting: str) -> dict:
                 continue
             for v in r["strategies"].values():
                 for run in v["runs"]:
-                    found.setdefault(label, {})[run["seed"]] = run
+                    if seeds is None or run["seed"] in seeds:
+                        found.setdefault(label, {})[run["seed"]] = run
     return found
 
 
@@ -330,12 +332,12 @@ def _batch_looks(runs: dict) -> dict:
     return out
 
 
-def summary(root: str, settings, ref: str) -> dict:
+def summary(root: str, settings, ref: str, seeds=None) -> dict:
     from autoal_fast.experiment.reports import spearman
 
     out = {}
     for st in settings:
-        runs = collect(root, st)
+        runs = collect(root, st, seeds)
         if not runs:
             continue
         aubc = {lab: {s: r["aubc"] for s, r in v.items()} for lab, v in runs.items()}
@@ -489,7 +491,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--settings", default="a", help=f"comma list of {sorted(SETTINGS)} (default a)")
     ap.add_argument("--labels", default="", help="comma list of strategies / AutoAL variants to run")
-    ap.add_argument("--seeds", default="0-4", help="e.g. 0-4 or 0,2 (default 0-4)")
+    ap.add_argument("--seeds", default=None,
+                    help="e.g. 0-4 or 0,2: the seeds to run (default 0-4); with --table, the seeds the "
+                         "table reads (default: every finished seed)")
     ap.add_argument("--root", default="runs/al_bench", help="run folders (default runs/al_bench)")
     ap.add_argument("--jobs", type=int, default=1, help="processes side by side (default 1)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1)")
@@ -517,7 +521,8 @@ def main(argv=None) -> int:
         for st in settings:
             for lab in labels:
                 _label_config(st, lab, 0, a.threads)  # unknown labels fail before any run
-        jobs = [(a.root, st, lab, sd, a.threads) for st in settings for sd in _parse_seeds(a.seeds) for lab in labels]
+        jobs = [(a.root, st, lab, sd, a.threads) for st in settings for sd in _parse_seeds(a.seeds or "0-4")
+                for lab in labels]
         if a.jobs == 1:
             for j in jobs:
                 print(run_one(*j), flush=True)
@@ -526,7 +531,7 @@ def main(argv=None) -> int:
                 for fut in as_completed([ex.submit(run_one, *j) for j in jobs]):
                     print(fut.result(), flush=True)
     averages = _parse_averages(a.average)
-    summ = summary(a.root, settings, a.ref)
+    summ = summary(a.root, settings, a.ref, set(_parse_seeds(a.seeds)) if a.table and a.seeds else None)
     if a.baselines:
         with open(a.baselines) as f:
             summ = merge_baselines(summ, json.load(f), a.ref, a.baselines_tag)

@@ -341,3 +341,25 @@ def test_al_benchmark_averages_repeats():
     for bad in ("mean2", "mean2=r0", "=r0+r1"):
         with pytest.raises(SystemExit, match="--average"):
             ab._parse_averages([bad])
+
+
+def test_al_benchmark_table_reads_only_the_seeds_asked(tmp_path):
+    """--table --seeds: the table's means and pairs are over those seeds only (a root holding seeds
+    0-9 read as 0-4 must not mix the two halves); without --seeds every finished seed is read."""
+    ab = _al_benchmark()
+    for lab, base in (("margin", 0.5), ("autoal", 0.6)):
+        for sd in range(4):
+            d = tmp_path / "a" / lab / f"seed{sd}"
+            d.mkdir(parents=True)
+            run = {"seed": sd, "aubc": base + 0.01 * sd + (0.1 if sd >= 2 else 0.0), "rounds": []}
+            (d / "results.json").write_text(json.dumps({"complete": True, "strategies": {lab: {"runs": [run]}}}))
+    (tmp_path / "a" / "margin" / "seed9").mkdir()  # an unfinished folder is skipped
+    assert set(ab.collect(str(tmp_path), "a")["margin"]) == {0, 1, 2, 3}
+    assert set(ab.collect(str(tmp_path), "a", {0, 1})["margin"]) == {0, 1}
+    out = ab.summary(str(tmp_path), ["a"], "autoal", seeds={0, 1})
+    assert out["a"]["labels"]["margin"]["mean"] == pytest.approx(0.505)
+    assert out["a"]["paired_vs_autoal"]["margin"]["n"] == 2
+    md, js = tmp_path / "t.md", tmp_path / "t.json"
+    ab.main(["--settings", "a", "--table", "--seeds", "2-3", "--ref", "autoal", "--root", str(tmp_path),
+             "--json", str(js), "--md", str(md)])
+    assert json.loads(js.read_text())["a"]["labels"]["autoal"]["mean"] == pytest.approx(0.725)
