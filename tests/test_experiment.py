@@ -240,12 +240,12 @@ def test_autoal_can_read_the_inputs(tmp_path):
         ExperimentConfig(autoal_features="pixels").validate()
 
 
-def _al_benchmark():
-    """benchmarks/al_benchmark.py as a module (it is a script, not part of the package)."""
+def _al_benchmark(script="al_benchmark"):
+    """benchmarks/<script>.py as a module (it is a script, not part of the package)."""
     import importlib.util
 
-    path = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "al_benchmark.py")
-    spec = importlib.util.spec_from_file_location("al_benchmark_under_test", path)
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", f"{script}.py")
+    spec = importlib.util.spec_from_file_location(f"{script}_under_test", path)
     ab = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ab)
     return ab
@@ -363,3 +363,32 @@ def test_al_benchmark_table_reads_only_the_seeds_asked(tmp_path):
     ab.main(["--settings", "a", "--table", "--seeds", "2-3", "--ref", "autoal", "--root", str(tmp_path),
              "--json", str(js), "--md", str(md)])
     assert json.loads(js.read_text())["a"]["labels"]["autoal"]["mean"] == pytest.approx(0.725)
+
+
+def test_pool_realisations_pairs_within_each_and_averages_per_seed(tmp_path, capsys):
+    """Two realisations of seeds 0-2: each difference is taken within its realisation, the per-seed
+    means are averaged over seeds; renames pool differently named labels; a missing label skips
+    that realisation."""
+    pr = _al_benchmark("pool_realisations")
+
+    def lab(vals):
+        return {"aubc": {str(i): v for i, v in enumerate(vals)}}
+
+    r1 = {"a": {"labels": {"autoal_explore": lab([0.60, 0.70, 0.80]), "margin": lab([0.55, 0.72, 0.70])}}}
+    r2 = {"a": {"labels": {"autoal_mean2": lab([0.50, 0.60, 0.90]), "margin": lab([0.52, 0.58, 0.80]),
+                           "badge": lab([0.4, 0.5, 0.6])}}}
+    p1, p2 = tmp_path / "r1.json", tmp_path / "r2.json"
+    p1.write_text(json.dumps(r1))
+    p2.write_text(json.dumps(r2))
+    pr.main(["--run", f"{p1}:autoal=autoal_explore", "--run", f"{p2}:autoal=autoal_mean2", "--labels", "margin,badge",
+             "--settings", "a", "--seeds", "0-2", "--json", str(tmp_path / "out.json")])
+    out = json.loads((tmp_path / "out.json").read_text())["a"]
+    per_seed = np.array([(0.05 - 0.02) / 2, (-0.02 + 0.02) / 2, (0.10 + 0.10) / 2])
+    assert out["margin"]["realisations"] == 2 and out["margin"]["n_seeds"] == 3
+    assert abs(out["margin"]["mean"] - per_seed.mean()) < 1e-12
+    assert abs(out["margin"]["se"] - per_seed.std(ddof=1) / np.sqrt(3)) < 1e-12
+    assert out["margin"]["wins"] == 2  # seed 1's mean is 0: not a win
+    assert out["badge"]["realisations"] == 1 and abs(out["badge"]["mean"] - (0.1 + 0.1 + 0.3) / 3) < 1e-12
+    assert "| a | margin |" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="NAME=LABEL"):
+        pr.main(["--run", f"{p1}:autoal", "--labels", "margin"])
