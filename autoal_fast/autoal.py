@@ -587,10 +587,6 @@ class AutoAL:
         self.b_view = _check_choice(b_view, "b_view", ("now", "query"), caller)
         self.memory = _check_choice(memory, "memory", (None, "rounds"), caller)
         self.value_scale = _check_choice(value_scale, "value_scale", ("mean", "spread"), caller)
-        if memory is not None and not (objective == "value" and self.first_order and self.inner_steps == 1):
-            raise ValueError(f"memory='rounds' needs the first-order value objective ({caller}): objective='value', "
-                             f"first_order=True, inner_steps=1; got objective={objective!r}, "
-                             f"first_order={first_order!r}, inner_steps={inner_steps}")
         if b_view == "query" and (not recent_in_b or backbone is not None):
             raise ValueError(f"b_view='query' needs recent_in_b=True and no backbone ({caller}): B is then last "
                              f"round's batch, seen through the pool's embeddings as the query saw them")
@@ -610,13 +606,17 @@ class AutoAL:
         if judge == "random_set" and objective != "value":
             raise ValueError(f"judge='random_set' needs objective='value' ({caller}): only the value objective "
                              f"has a judge C; got objective={objective!r}")
-        if self.n_splits > 1 and not (objective == "value" and self.first_order and self.inner_steps == 1):
-            raise ValueError(f"n_splits > 1 needs the first-order value objective ({caller}): objective='value', "
-                             f"first_order=True, inner_steps=1; got n_splits={n_splits}, objective={objective!r}, "
-                             f"first_order={first_order!r}, inner_steps={inner_steps}")
+        first_order_value = objective == "value" and self.first_order and self.inner_steps == 1
+        for wants, what, got in ((self.n_splits > 1, "n_splits > 1", f"n_splits={n_splits}, "),
+                                 (memory is not None, "memory='rounds'", "")):
+            if wants and not first_order_value:
+                raise ValueError(f"{what} needs the first-order value objective ({caller}): objective='value', "
+                                 f"first_order=True, inner_steps=1; got {got}objective={objective!r}, "
+                                 f"first_order={first_order!r}, inner_steps={inner_steps}")
         self._credit_sum = [0.0] * len(strategies)  # sum over credited samples of their credit
         self._credit_count = [0.0] * len(strategies)
-        # memory="rounds": sum over the rounds so far of each candidate's simulated value, and their number
+        # memory="rounds": sum over the rounds so far of each candidate's evidence on B (effect_credit
+        # of its picks), and the number of rounds that measured it
         self._memory_sum = [0.0] * len(strategies)
         self._memory_rounds = [0] * len(strategies)
         # the last query: {"ids": (k,) global indices, "picks": (k, K) bool, with credit only}
@@ -638,6 +638,7 @@ class AutoAL:
     # ------------------------------------------------------------------ helpers
     def _config(self, device) -> SearchConfig:
         bs = self.batch_size if self.batch_size is not None else (1024 if device.type == "cuda" else 256)
+        share = self._memory_share()
         return SearchConfig(
             pretrain_steps=self.pretrain_steps, search_steps=self.search_steps,
             batch_size=bs, temperature=self.temperature, theta=self.theta,
@@ -646,8 +647,7 @@ class AutoAL:
             inner_steps=self.inner_steps, prior=self.prior, first_order=self.first_order,
             sample_value=self.sample_value, value_scale=self.value_scale,
             credit=self.credit_now() if self.credit is not None else None, credit_weight=self.credit_weight,
-            memory=self.memory_now() if self.memory is not None and any(self._memory_rounds) else None,
-            memory_share=self._memory_share(),
+            memory=self.memory_now() if share else None, memory_share=share,
         )
 
     def memory_now(self) -> tuple:
@@ -658,10 +658,9 @@ class AutoAL:
         return tuple(s / c if c else 0.0 for s, c in zip(self._memory_sum, self._memory_rounds))
 
     def _memory_share(self) -> float:
-        """The earlier rounds' share of the value objective: r / (r + 1) after r rounds."""
-        if self.memory is None:
-            return 0.0
-        r = max(self._memory_rounds)
+        """The earlier rounds' share of the value objective: r / (r + 1) after r rounds (0
+        without memory)."""
+        r = max(self._memory_rounds) if self.memory is not None else 0
         return r / (r + 1.0)
 
     @property

@@ -25,6 +25,8 @@ import sys
 
 import numpy as np
 
+from autoal_fast.experiment.reports import difference_stats
+
 
 def _parse_run(text: str):
     path, _, renames = text.partition(":")
@@ -60,10 +62,10 @@ def pooled(tables: list, settings, ref: str, labels, seeds) -> dict:
                     s = str(sd)
                     if s in a[ref] and s in a[lab]:
                         per_seed.setdefault(s, []).append(a[ref][s] - a[lab][s])
-            d = np.array([np.mean(v) for v in per_seed.values()])
-            if d.size:
-                rows[lab] = {"mean": float(d.mean()), "se": float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else
-                             float("nan"), "wins": int((d > 0).sum()), "n_seeds": int(d.size), "realisations": used}
+            if per_seed:
+                st_ = difference_stats([np.mean(v) for v in per_seed.values()])
+                rows[lab] = {"mean": st_["mean"], "se": st_["se"], "wins": st_["wins"], "n_seeds": st_["n"],
+                             "realisations": used}
         if rows:
             out[st] = rows
     return out

@@ -14,7 +14,7 @@ from .checkpoints import write_text_atomic
 from .config import EXTRA_STRATEGIES, ExperimentConfig
 
 __all__ = ["aubc", "summarise", "strip_timings", "format_table", "merge_results", "write_reports",
-           "paired_differences", "spearman", "weight_share_by_round"]
+           "paired_differences", "difference_stats", "spearman", "weight_share_by_round"]
 
 
 def aubc(labeled, acc) -> float:
@@ -69,12 +69,19 @@ def paired_differences(aubc_by_label: dict, ref: str) -> dict:
         if label == ref:
             continue
         seeds = sorted(set(base) & set(runs))
-        d = np.array([base[s] - runs[s] for s in seeds], dtype=np.float64)
-        n = int(d.size)
-        out[label] = {"n": n, "mean": float(d.mean()) if n else float("nan"),
-                      "se": float(d.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
-                      "wins": int((d > 0).sum()), "losses": int((d < 0).sum())}
+        out[label] = difference_stats([base[s] - runs[s] for s in seeds])
     return out
+
+
+def difference_stats(d) -> dict:
+    """{"n", "mean", "se", "wins", "losses"} of paired differences ``d`` (one per seed): their
+    mean, its standard error (std with ddof=1 over sqrt(n); NaN for n < 2) and the seeds
+    above / below 0."""
+    d = np.asarray(d, dtype=np.float64)
+    n = int(d.size)
+    return {"n": n, "mean": float(d.mean()) if n else float("nan"),
+            "se": float(d.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
+            "wins": int((d > 0).sum()), "losses": int((d < 0).sum())}
 
 
 def spearman(a, b) -> float:

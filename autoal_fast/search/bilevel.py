@@ -140,8 +140,9 @@ class FitReport:
         selection of the same size), measured after the search: what the simulation
         says of each candidate, for the fidelity report.
     memory : dict
-        With ``memory="rounds"``: strategy name -> the mean ``candidate_value`` of the
-        earlier rounds that the search weighed (empty in the first round).
+        With ``memory="rounds"``: strategy name -> its evidence averaged over the earlier
+        rounds that the search weighed (``AutoAL.memory_now``: ``effect_credit`` of its picks
+        on each round's B, in units of B's spread; empty in the first round).
     n_a, n_b, k_b, ratio : sizes of the halves, B's selection size ceil(t |B|) and t.
     times : dict
         Seconds per phase (split, pretrain, candidates, search).
