@@ -402,7 +402,7 @@ class AutoAL:
         Measured with 4 (README, ablation; 5 paired seeds, AUBC against one split): digits
         -0.0013 +- 0.0028, Fashion-MNIST -0.0013 +- 0.0041 (100 + 10 x 100) and +0.0002 +-
         0.0005 (1000 + 5 x 1000), MNIST-1D -0.0067 +- 0.0062: no better, so 1.
-    sample_value : {"dot", "cosine", "influence"}, default="dot"
+    sample_value : {"dot", "cosine", "influence", "unit_input"}, default="dot"
         With the first-order value objective (and the credit): a sample's value is the
         alignment ``<grad l_i, grad L_C>`` ("dot", the first-order change of C's loss) or its
         cosine ("cosine"), which drops the size of the sample's gradient: large gradients
@@ -417,6 +417,11 @@ class AutoAL:
         step (Koh and Liang 2017), which discounts gradients along what A already teaches.
         Measured against "dot": -0.0019 +- 0.0053 on digits, -0.0013 +- 0.0024 and -0.0010 +-
         0.0032 on the Fashion-MNIST settings, -0.0105 +- 0.0041 on MNIST-1D: no better anywhere.
+        "unit_input": "dot" times ``mean_B ||z|| / ||z_i||``, z the standardised input FitNet
+        reads (``search.bilevel.input_norm_scale``): a sample's gradient is as large as its
+        input is far from the features' mean, and badge seeks large gradient embeddings, so
+        "dot" credits badge's picks for their distance as well as for their error; this keeps
+        the error and drops the distance (unlike "cosine", which drops both). README ablation.
     batch : {"score", "shares"}, default="score"
         How the query assembles the k - ``round(explore * k)`` samples before the
         exploration share. "score": the top of the aggregated score (the paper's; with
@@ -590,7 +595,7 @@ class AutoAL:
         if b_view == "query" and (not recent_in_b or backbone is not None):
             raise ValueError(f"b_view='query' needs recent_in_b=True and no backbone ({caller}): B is then last "
                              f"round's batch, seen through the pool's embeddings as the query saw them")
-        if credit_view == "query" and (credit is None or sample_value == "influence"):
+        if credit_view == "query" and (credit is None or sample_value not in ("dot", "cosine")):
             raise ValueError(f"credit_view='query' needs credit='effect' and sample_value 'dot' or 'cosine' "
                              f"({caller}); got credit={credit!r}, sample_value={sample_value!r}")
         self.explore = _check_real(explore, "explore", caller, 0, 0.5)
@@ -600,7 +605,8 @@ class AutoAL:
         self.diverse_factor = _check_real(diverse_factor, "diverse_factor", caller, 1)
         if batch == "shares" and self.per_sample_weights:
             raise ValueError(f"batch='shares' needs one weight vector ({caller}): per_sample_weights=False")
-        self.sample_value = _check_choice(sample_value, "sample_value", ("dot", "cosine", "influence"), caller)
+        self.sample_value = _check_choice(sample_value, "sample_value", ("dot", "cosine", "influence", "unit_input"),
+                                          caller)
         self.judge = _check_choice(judge, "judge", ("labeled", "random_set"), caller)
         self.explore_from = _check_choice(explore_from, "explore_from", ("candidates", "random"), caller)
         if judge == "random_set" and objective != "value":

@@ -67,6 +67,11 @@ VARIANTS = {
     # AutoAL's default was per-sample weights (a SearchNet at its random initialisation), which
     # this entry did not name, so they did not measure the frozen prior; they were set aside.
     "autoal_prior": ("autoal", {"autoal": dict(_DEFAULTS_NOW, search_steps=0)}),
+    # the exploration share on margin's batch: margin's prior, frozen (no search step), so that
+    # "this - margin" is what the share does to margin's batch as "autoal_prior - badge" is to badge's
+    "margin_explore": ("autoal", {"autoal": dict(_DEFAULTS_NOW, prior="margin", search_steps=0)}),
+    # the value per unit of the sample's input distance (sample_value="unit_input")
+    "autoal_unit_input": ("autoal", {"autoal": dict(_DEFAULTS_NOW, sample_value="unit_input")}),
     # AutoAL's defaults: the value objective, from the margin + badge prior, one weight vector
     "autoal_value_global": ("autoal", {"autoal": {"objective": "value", "prior": "margin+badge",
                                                   "per_sample_weights": False}}),

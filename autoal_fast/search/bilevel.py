@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from .relax import aggregate, count_penalty, ranking_loss, soft_topk
 
-__all__ = ["SearchConfig", "FitReport", "pretrain_fitnet", "alternate", "selection_value", "sample_values",
+__all__ = ["SearchConfig", "FitReport", "pretrain_fitnet", "alternate", "selection_value", "sample_values", "input_norm_scale",
            "influence_values", "judged_values", "relative_mean_value", "spread_value", "relative_selection_value", "candidate_values",
            "effect_credit"]
 
@@ -56,8 +56,8 @@ class SearchConfig:
     #: alignment ``v_i = <grad l_i, grad L_C>`` computed once per split with FitNet
     #: fixed, so that a step costs no double backward (see ``sample_values``).
     first_order: bool = True
-    #: With the first-order value: "dot" (the alignment) or "cosine" (its cosine; see
-    #: ``sample_values``).
+    #: With the first-order value: "dot" (the alignment), "cosine" (its cosine; see
+    #: ``sample_values``), "influence" or "unit_input" (see ``judged_values``).
     sample_value: str = "dot"
     #: The first-order value's unit: "mean" (``relative_mean_value``, the selection's mean
     #: value over |mean value of B|; 1 = uniform) or "spread" (``spread_value``: how far the
@@ -337,12 +337,33 @@ def influence_values(fitnet, x_a, y_a, x_b, y_b, x_c, y_c, damping: float = 0.01
     return out.to(torch.float32)
 
 
+def input_norm_scale(fitnet, x_b) -> torch.Tensor:
+    """Per-sample factor ``mean_j ||z_j|| / ||z_i||`` over B, shape (n_b,), where ``z`` is
+    the input as FitNet's first layer sees it (after its backbone and standardisation): how
+    far sample i lies from the features' mean, relative to B's typical distance. 1 where a
+    norm is 0 or B's norms are all 0 (nothing to rescale)."""
+    with torch.no_grad():
+        if x_b.shape[0] == 0:
+            return torch.ones(0, dtype=torch.float32, device=x_b.device)
+        z = fitnet.norm(fitnet.backbone(x_b)).reshape(x_b.shape[0], -1).to(torch.float64)
+        r = torch.linalg.vector_norm(z, dim=1)
+        mean = r.mean()
+        ok = (r > 0) & (mean > 0)
+        return torch.where(ok, mean / r.clamp_min(torch.finfo(r.dtype).tiny), torch.ones_like(r)).to(torch.float32)
+
+
 def judged_values(kind: str, fitnet, x_a, y_a, x_b, y_b, x_c, y_c) -> torch.Tensor:
     """B's per-sample values under ``SearchConfig.sample_value`` ``kind``: "dot" and
-    "cosine" (``sample_values``), "influence" (``influence_values``, which needs A)."""
+    "cosine" (``sample_values``), "influence" (``influence_values``, which needs A),
+    "unit_input": "dot" times ``input_norm_scale`` (the alignment per unit of the sample's
+    distance from the features' mean, so that far-out inputs, whose gradients are large
+    because the input is, are not valued for it; what the sample's error contributes stays)."""
     if kind == "influence":
         return influence_values(fitnet, x_a, y_a, x_b, y_b, x_c, y_c)
-    return sample_values(fitnet, x_b, y_b, x_c, y_c, cosine=kind == "cosine")
+    v = sample_values(fitnet, x_b, y_b, x_c, y_c, cosine=kind == "cosine")
+    if kind == "unit_input":
+        v = v * input_norm_scale(fitnet, x_b).to(v.device)
+    return v
 
 
 def relative_mean_value(s: torch.Tensor, v: torch.Tensor, count=None) -> torch.Tensor:

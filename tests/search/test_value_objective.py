@@ -306,3 +306,39 @@ def test_cosine_value_search_runs_and_is_checked():
     assert not torch.equal(dot.sample_values, rep.sample_values)
     with pytest.raises(ValueError, match="sample_value must be 'dot' or 'cosine'"):
         aaf.AutoAL(sample_value="l2")
+
+
+@pytest.mark.parametrize("n", [7, 1, 0])
+def test_unit_input_values_are_dot_over_the_standardised_input_norm(n):
+    """judged_values("unit_input") against numpy in float64: the dot value times B's mean
+    norm of the standardised input over the sample's own; a zero-norm input keeps its value;
+    empty B gives an empty answer."""
+    from autoal_fast.search.bilevel import judged_values, sample_values
+
+    net, xb, yb, xc, yc, _ = _tiny(5, n_b=max(n, 2))
+    net.norm.fit(torch.randn(30, xb.shape[1], generator=torch.Generator().manual_seed(1), dtype=xb.dtype) + 0.3)
+    xb, yb = xb[:n].clone(), yb[:n]
+    if n > 1:
+        xb[1] = net.norm.mean  # standardises to 0: no distance to divide by
+    got = judged_values("unit_input", net, None, None, xb, yb, xc, yc).to(torch.float64)
+    dot = sample_values(net, xb, yb, xc, yc).to(torch.float64).numpy()
+    z = ((xb - net.norm.mean) * net.norm.inv_std).numpy()
+    r = np.linalg.norm(z, axis=1)
+    want = np.where(r > 0, dot * (r.mean() if n else 0.0) / np.where(r > 0, r, 1.0), dot)
+    assert got.shape == (n,)
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-7)
+    if n > 1:
+        assert got[1] == pytest.approx(dot[1]) and not np.allclose(got.numpy(), dot)
+
+
+def test_unit_input_search_runs_and_differs_from_dot():
+    lab, y = _lab()
+    kw = dict(strategies=("entropy", "margin"), seed=1, pretrain_steps=10, search_steps=6)
+    rep = aaf.AutoAL(sample_value="unit_input", **kw).fit(lab, y, k=5, n_pool=50)
+    dot = aaf.AutoAL(**kw).fit(lab, y, k=5, n_pool=50)
+    assert np.isfinite(rep.value).all() and rep.sample_values.shape == dot.sample_values.shape
+    assert not torch.equal(dot.sample_values, rep.sample_values)
+    # same sign sample by sample: the factor is positive
+    assert bool(((rep.sample_values * dot.sample_values) >= 0).all())
+    with pytest.raises(ValueError, match="credit_view='query'"):
+        aaf.AutoAL(sample_value="unit_input", credit="effect", credit_view="query")
