@@ -50,3 +50,46 @@ def test_query_with_random_exploration_keeps_the_score_top_and_repeats():
     assert torch.equal(c.query(pool, 20).indices, r.indices)  # same seed, same picks, also reloaded
     with pytest.raises(ValueError, match="explore_from must be"):
         aaf.AutoAL(explore_from="uniform")
+
+
+@pytest.mark.parametrize("prior,k,explore", [("margin+badge", 20, 0.3), ("margin", 15, 0.2),
+                                              ({"entropy": 3.0, "badge": 1.0}, 24, 0.5)])
+def test_prior_exploration_takes_the_prior_candidates_in_proportion(prior, k, explore):
+    """explore_from="prior": the same search and the same top as "candidates"; the share is
+    the prior's candidates' best-ranked samples not yet taken, their quotas in proportion to
+    the prior (plain reference: a loop over the candidates' rankings)."""
+    from autoal_fast.autoal import _derive_seed
+    from autoal_fast.search.candidates import compute_candidates
+
+    lab, y = _toy(60, 0)
+    pool, _ = _toy(300, 1)
+    kw = dict(strategies=("entropy", "margin", "badge"), seed=0, pretrain_steps=5, search_steps=5,
+              explore=explore, prior=prior)
+    a = aaf.AutoAL(explore_from="prior", **kw)
+    a.fit(lab, y, k=k, n_pool=300)
+    r = a.query(pool, k)
+    b = aaf.AutoAL(explore_from="candidates", **kw)
+    b.fit(lab, y, k=k, n_pool=300)
+    rb = b.query(pool, k)
+    m = round(explore * k)
+    assert torch.equal(r.indices[:k - m], rb.indices[:k - m])
+    assert torch.unique(r.indices).numel() == k
+    # the reference: quotas by largest remainder of prior * m, then the candidates in turn
+    w = np.array(a.prior, dtype=np.float64) * m
+    q = np.floor(w).astype(int)
+    for j in sorted(range(3), key=lambda j: (-(w[j] - q[j]), j))[:m - q.sum()]:
+        q[j] += 1
+    cand = compute_candidates(pool, a.strategies, k, labeled=None, seed=_derive_seed(a._fitted["round_seed"], 2))
+    order = [sorted(range(300), key=lambda i: (-float(cand.ranks[i, j]), i)) for j in range(3)]
+    chosen, extra, ptr, left, j = set(r.indices[:k - m].tolist()), [], [0] * 3, list(q), 0
+    while len(extra) < m:
+        if left[j]:
+            while order[j][ptr[j]] in chosen:
+                ptr[j] += 1
+            chosen.add(order[j][ptr[j]])
+            extra.append(order[j][ptr[j]])
+            left[j] -= 1
+        j = (j + 1) % 3
+    assert r.indices[k - m:].tolist() == extra
+    if isinstance(prior, str) and "+" not in prior:  # one candidate: the share continues its ranking
+        assert set(extra) <= set(order[1][:k + m])
