@@ -1145,10 +1145,8 @@ class AutoAL:
                 idx = red.topk(scores, k - m)
             if m and self.explore_from == "random":
                 idx = _explore_random(idx, n, m, _derive_seed(seed, 4))
-            elif m and self.explore_from == "prior" and self.prior is not None:
-                idx = _round_robin(idx, cand.ranks, _quotas(torch.tensor(self.prior), m), red)
             elif m:
-                idx = _explore(idx, cand.ranks, m, red)
+                idx = _explore(idx, cand.ranks, m, red, self.prior if self.explore_from == "prior" else None)
             # the returned ids, for the next fit's new=; which candidates picked each, for the
             # credit only (sharded, that costs a collective)
             self._pending = {"ids": idx.cpu(),
@@ -1485,11 +1483,12 @@ def _diverse_top(pool: PoolOutputs, scores: torch.Tensor, k: int, factor: float,
     return out
 
 
-def _explore(idx, ranks, m: int, red):
+def _explore(idx, ranks, m: int, red, shares=None):
     """``idx`` (the top k - m by score) plus m more, round-robin over the candidates: each in
-    turn adds its best-ranked sample not chosen yet (rank ties to the lower index)."""
-    K = ranks.shape[1]
-    return _round_robin(idx, ranks, [m // K + (j < m % K) for j in range(K)], red)
+    turn adds its best-ranked sample not chosen yet (rank ties to the lower index), each
+    candidate's quota of the m in proportion to ``shares`` (K,; None: equal)."""
+    shares = torch.ones(ranks.shape[1]) if shares is None else torch.as_tensor(shares)
+    return _round_robin(idx, ranks, _quotas(shares, m), red)
 
 
 def _mean_margin(logits) -> float:

@@ -76,7 +76,6 @@ VARIANTS = {
     "autoal_no_explore": ("autoal", {"autoal": dict(_DEFAULTS_NOW, explore=0.0)}),
     # the exploration share from the prior's candidates only, in proportion to the prior
     "autoal_explore_prior": ("autoal", {"autoal": dict(_DEFAULTS_NOW, explore_from="prior")}),
-    "autoal_unit_input_r1": ("autoal", {"autoal_seed": 1, "autoal": dict(_DEFAULTS_NOW, sample_value="unit_input")}),
     # AutoAL's defaults: the value objective, from the margin + badge prior, one weight vector
     "autoal_value_global": ("autoal", {"autoal": {"objective": "value", "prior": "margin+badge",
                                                   "per_sample_weights": False}}),

@@ -26,8 +26,8 @@ import torch.nn.functional as F
 
 from .relax import aggregate, count_penalty, ranking_loss, soft_topk
 
-__all__ = ["SearchConfig", "FitReport", "pretrain_fitnet", "alternate", "selection_value", "sample_values", "input_norm_scale",
-           "influence_values", "judged_values", "relative_mean_value", "spread_value", "relative_selection_value", "candidate_values",
+__all__ = ["SearchConfig", "FitReport", "pretrain_fitnet", "alternate", "selection_value", "sample_values",
+           "input_norm_scale", "influence_values", "judged_values", "relative_mean_value", "spread_value", "relative_selection_value", "candidate_values",
            "effect_credit"]
 
 
@@ -347,9 +347,8 @@ def input_norm_scale(fitnet, x_b) -> torch.Tensor:
             return torch.ones(0, dtype=torch.float32, device=x_b.device)
         z = fitnet.norm(fitnet.backbone(x_b)).reshape(x_b.shape[0], -1).to(torch.float64)
         r = torch.linalg.vector_norm(z, dim=1)
-        mean = r.mean()
-        ok = (r > 0) & (mean > 0)
-        return torch.where(ok, mean / r.clamp_min(torch.finfo(r.dtype).tiny), torch.ones_like(r)).to(torch.float32)
+        ok = r > 0  # then B's mean norm is > 0 too
+        return torch.where(ok, r.mean() / r.clamp_min(torch.finfo(r.dtype).tiny), torch.ones_like(r)).to(torch.float32)
 
 
 def judged_values(kind: str, fitnet, x_a, y_a, x_b, y_b, x_c, y_c) -> torch.Tensor:

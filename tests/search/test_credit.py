@@ -54,6 +54,23 @@ def test_effect_credit_ties_and_empty():
     assert abs(float(got[0])) < 1e-7
 
 
+def plain_round_robin(top, ranks, quotas) -> list:
+    """The samples after ``top``: the candidates in turn, each while its quota lasts, add their
+    best-ranked sample not chosen yet (stable order: rank ties to the lower index)."""
+    n, K = ranks.shape
+    orders = [sorted(range(n), key=lambda i, c=c: (-float(ranks[i, c]), i)) for c in range(K)]
+    chosen, extra, left, j = set(top.tolist()), [], list(quotas), 0
+    while len(extra) < sum(quotas):
+        if left[j]:
+            nxt = next((i for i in orders[j] if i not in chosen), None)
+            if nxt is not None:
+                chosen.add(nxt)
+                extra.append(nxt)
+            left[j] -= 1
+        j = (j + 1) % K
+    return extra
+
+
 @pytest.mark.parametrize("n,k,m,K,seed", [(50, 10, 3, 2, 0), (200, 20, 8, 4, 1), (30, 29, 10, 3, 2), (9, 5, 5, 3, 3)])
 def test_explore_takes_each_candidates_best_round_robin(n, k, m, K, seed):
     g = torch.Generator().manual_seed(seed)
@@ -65,16 +82,7 @@ def test_explore_takes_each_candidates_best_round_robin(n, k, m, K, seed):
     idx = _explore(top, ranks, m, red)
     assert idx.numel() == k and torch.unique(idx).numel() == k
     assert torch.equal(idx[:k - m], top)
-    # plain: round-robin, each candidate's best-ranked not yet chosen (stable order: ties low index)
-    chosen, extra, j = set(top.tolist()), [], 0
-    orders = [sorted(range(n), key=lambda i, c=c: (-float(ranks[i, c]), i)) for c in range(K)]
-    while len(extra) < m:
-        nxt = next((i for i in orders[j] if i not in chosen), None)
-        if nxt is not None:
-            chosen.add(nxt)
-            extra.append(nxt)
-        j = (j + 1) % K
-    assert idx[k - m:].tolist() == extra
+    assert idx[k - m:].tolist() == plain_round_robin(top, ranks, [m // K + (j < m % K) for j in range(K)])
 
 
 def test_split_with_new_keeps_new_out_of_a_and_c():

@@ -7,7 +7,7 @@ import torch
 import autoal_fast as aaf
 from autoal_fast.autoal import _explore_random
 
-from test_credit import _toy
+from test_credit import _toy, plain_round_robin
 
 
 @pytest.mark.parametrize("n,k,m,seed", [(10, 4, 2, 0), (200, 30, 7, 1), (50, 49, 10, 2), (5, 5, 5, 3), (7, 3, 0, 4)])
@@ -80,16 +80,8 @@ def test_prior_exploration_takes_the_prior_candidates_in_proportion(prior, k, ex
     for j in sorted(range(3), key=lambda j: (-(w[j] - q[j]), j))[:m - q.sum()]:
         q[j] += 1
     cand = compute_candidates(pool, a.strategies, k, labeled=None, seed=_derive_seed(a._fitted["round_seed"], 2))
-    order = [sorted(range(300), key=lambda i: (-float(cand.ranks[i, j]), i)) for j in range(3)]
-    chosen, extra, ptr, left, j = set(r.indices[:k - m].tolist()), [], [0] * 3, list(q), 0
-    while len(extra) < m:
-        if left[j]:
-            while order[j][ptr[j]] in chosen:
-                ptr[j] += 1
-            chosen.add(order[j][ptr[j]])
-            extra.append(order[j][ptr[j]])
-            left[j] -= 1
-        j = (j + 1) % 3
+    extra = plain_round_robin(r.indices[:k - m], cand.ranks, q.tolist())
     assert r.indices[k - m:].tolist() == extra
     if isinstance(prior, str) and "+" not in prior:  # one candidate: the share continues its ranking
-        assert set(extra) <= set(order[1][:k + m])
+        margin_order = sorted(range(300), key=lambda i: (-float(cand.ranks[i, 1]), i))
+        assert set(extra) <= set(margin_order[:k + m])
