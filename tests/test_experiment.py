@@ -59,6 +59,9 @@ def test_tiny_run_outputs(tmp_path):
             assert [r["labeled"] for r in run["rounds"]] == [20, 35, 50]
             assert all(0.0 <= r["test_acc"] <= 1.0 and r["train_seconds"] >= 0 for r in run["rounds"])
             assert all(r["query_seconds"] >= 0 for r in run["rounds"][:-1]) and run["rounds"][-1]["query_seconds"] is None
+            # the batch's make-up by true class: one count per digit class, summing to the budget
+            assert all(len(r["batch_classes"]) == 10 and sum(r["batch_classes"]) == 15 and min(r["batch_classes"]) >= 0
+                       for r in run["rounds"][:-1]) and "batch_classes" not in run["rounds"][-1]
             assert run["aubc"] == pytest.approx(aubc([r["labeled"] for r in run["rounds"]],
                                                      [r["test_acc"] for r in run["rounds"]]))
     # same seed, same initial set and model seed: round 0 is identical for every strategy

@@ -321,6 +321,9 @@ def _run_rounds(name, seed, cfg, ds, data, cur, dev, ck, ck_path, bar):
                                    f"[0, {unl.numel()})): {picks.tolist()[:10]}...")
             cur["labeled"] = cur["labeled"] + unl[picks].tolist()
             rec.update(query_seconds=t2 - t0, score_seconds=t1 - t0, select_seconds=t2 - t1)
+            # the batch's make-up by true class (a diagnostic: how balanced the query is)
+            rec["batch_classes"] = torch.bincount(y_unl[picks.to(dev)].long().cpu(),
+                                                  minlength=ds.n_classes).tolist()
             if info:
                 rec["info"] = info
         cur["rounds"].append(rec)
