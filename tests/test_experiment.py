@@ -395,3 +395,16 @@ def test_pool_realisations_pairs_within_each_and_averages_per_seed(tmp_path, cap
     assert "| a | margin |" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="NAME=LABEL"):
         pr.main(["--run", f"{p1}:autoal", "--labels", "margin"])
+
+
+
+def test_share_value_round_robin_skips_chosen_and_keeps_quotas():
+    sv = _al_benchmark("share_value")
+    lists = {"x": [5, 1, 2, 3, 9], "y": [5, 7, 1, 8, 6], "z": [0, 4]}
+    # x takes 1 (5 is in the base), y takes 7, z takes 0; then x 2, y 1 is taken -> 8
+    assert sv._share([5], lists, 5, ["x", "y", "z"]) == [5, 1, 7, 0, 2, 8]
+    # one candidate alone: its best-ranked not chosen, in its order
+    assert sv._share([5, 2], lists, 3, ["x"]) == [5, 2, 1, 3, 9]
+    # a list that runs out stops short rather than repeating a sample
+    out = sv._share([0, 4], lists, 2, ["z"])
+    assert out == [0, 4] and len(set(out)) == len(out)
