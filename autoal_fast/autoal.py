@@ -1525,28 +1525,34 @@ def _quotas(shares: torch.Tensor, total: int) -> list:
     return q.tolist()
 
 
+def fill_round_robin(chosen: list, lists: list, quotas: list) -> list:
+    """The ``sum(quotas)`` picks that follow ``chosen``: the ranked ``lists`` in turn, each
+    while its quota lasts, add their first entry not chosen yet. A list with none left spends
+    its quota, so fewer come back only when every list is used up. Pure Python: the one
+    round-robin of the exploration share, also used by ``benchmarks/share_value.py``."""
+    taken, extra = set(chosen), []
+    ptr, left, m = [0] * len(lists), [int(q) for q in quotas], int(sum(quotas))
+    while len(extra) < m and any(left):
+        for j, lst in enumerate(lists):
+            if len(extra) == m or not left[j]:
+                continue
+            while ptr[j] < len(lst) and lst[ptr[j]] in taken:
+                ptr[j] += 1
+            if ptr[j] < len(lst):
+                taken.add(lst[ptr[j]])
+                extra.append(lst[ptr[j]])
+            left[j] -= 1
+    return extra
+
+
 def _round_robin(idx, ranks, quotas: list, red):
     """``idx`` plus ``sum(quotas)`` more: the candidates in turn, each while its quota lasts,
     add their best-ranked sample not chosen yet (rank ties to the lower index)."""
     K = ranks.shape[1]
-    chosen = set(idx.tolist())
-    m = int(sum(quotas))
-    need = int(idx.numel()) + m
+    need = int(idx.numel()) + int(sum(quotas))
     lists = [red.topk(ranks[:, j].to(torch.float32), min(need, red.n_total)).tolist() if quotas[j] else []
              for j in range(K)]
-    ptr, left = [0] * K, list(quotas)
-    extra = []
-    j = 0
-    while len(extra) < m:
-        if left[j]:
-            lst = lists[j]
-            while ptr[j] < len(lst) and lst[ptr[j]] in chosen:
-                ptr[j] += 1
-            if ptr[j] < len(lst):
-                chosen.add(lst[ptr[j]])
-                extra.append(lst[ptr[j]])
-            left[j] -= 1
-        j = (j + 1) % K
+    extra = fill_round_robin(idx.tolist(), lists, quotas)
     return torch.cat([idx.cpu(), torch.tensor(extra, dtype=torch.long)]).to(idx.device)
 
 

@@ -35,26 +35,14 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from al_benchmark import CANDIDATES8, SETTINGS, _parse_seeds  # noqa: E402
 
+from autoal_fast.autoal import fill_round_robin  # noqa: E402
+
 
 def _share(base: list, lists: dict, m: int, order) -> list:
     """``base`` plus m more, the candidates of ``order`` in turn, each adding its best-ranked
     sample not chosen yet (equal quotas, the first candidates taking the remainder)."""
-    q = {c: m // len(order) + (i < m % len(order)) for i, c in enumerate(order)}
-    chosen, extra, ptr = set(base), [], {c: 0 for c in order}
-    while len(extra) < m:
-        for c in order:
-            if len(extra) == m or not q[c]:
-                continue
-            lst = lists[c]
-            while ptr[c] < len(lst) and lst[ptr[c]] in chosen:
-                ptr[c] += 1
-            if ptr[c] < len(lst):
-                chosen.add(lst[ptr[c]])
-                extra.append(lst[ptr[c]])
-            q[c] -= 1
-        if not any(q.values()):
-            break
-    return base + extra
+    quotas = [m // len(order) + (i < m % len(order)) for i in range(len(order))]
+    return base + fill_round_robin(base, [lists[c] for c in order], quotas)
 
 
 def run_one(setting: str, seed: int, out: str, explore: float, threads: int) -> str:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import autoal_fast as aaf
-from autoal_fast.autoal import _quotas, _round_robin
+from autoal_fast.autoal import _quotas, _round_robin, fill_round_robin
 from autoal_fast.distributed import LocalReducer
 
 from test_credit import _toy
@@ -59,6 +59,16 @@ def test_round_robin_matches_plain(n, start, quotas, seed):
     got = _round_robin(idx, ranks, quotas, red)
     assert got.tolist() == _plain_round_robin(idx.tolist(), ranks, quotas)
     assert torch.unique(got).numel() == got.numel() == start + sum(quotas)
+
+
+def test_fill_round_robin_stops_when_every_list_is_used_up():
+    """Short lists: each spends its quota on its unchosen entries, then its turns are lost
+    rather than looped on; the order is the lists' turns, duplicates across lists once."""
+    assert fill_round_robin([1], [[1, 2, 3], [2, 4]], [3, 3]) == [2, 4, 3]
+    assert fill_round_robin([], [[5, 6], [6, 7]], [1, 1]) == [5, 6]
+    assert fill_round_robin([0, 1], [[0, 1], [1]], [2, 2]) == []  # nothing left: returns, short
+    assert fill_round_robin([9], [[], [8]], [0, 4]) == [8]
+    assert fill_round_robin([], [[1, 2]], [0]) == []
 
 
 def test_shares_query_hedges_between_the_prior_candidates():
