@@ -17,7 +17,9 @@ label the AUBC mean and std over seeds and AutoAL's paired difference against it
 standard error, wins out of seeds). ``--ref`` picks the label the differences are taken
 against. The summary (per-seed AUBC, per-round accuracy, AutoAL's weight share per round,
 the oracle's foresight and its rank agreement with AutoAL's signal) goes to
-``--json`` (default ``benchmarks/results/al_bench.json``) and the table to ``--md``.
+``--json`` and the table to ``--md`` (default ``ROOT/al_bench.json`` and ``ROOT/al_bench.md``,
+beside the run folders, so that a run under a scratch root never overwrites the committed
+tables in ``benchmarks/results``: write those with an explicit ``--json``).
 """
 from __future__ import annotations
 
@@ -514,9 +516,11 @@ def main(argv=None) -> int:
                     help="import the earlier table's labels that have folders here too, as LABEL@TAG")
     ap.add_argument("--average", action="append", metavar="NAME=LABEL+LABEL",
                     help="a row NAME: per seed, the mean AUBC of the labels (repeats of one method); repeatable")
-    ap.add_argument("--json", default="benchmarks/results/al_bench.json")
-    ap.add_argument("--md", default="benchmarks/results/al_bench.md")
+    ap.add_argument("--json", default=None, help="the summary (default ROOT/al_bench.json)")
+    ap.add_argument("--md", default=None, help="the table (default ROOT/al_bench.md)")
     a = ap.parse_args(argv)
+    a.json = a.json or os.path.join(a.root, "al_bench.json")
+    a.md = a.md or os.path.join(a.root, "al_bench.md")
     settings = [s.strip() for s in a.settings.split(",") if s.strip()]
     bad = [s for s in settings if s not in SETTINGS]
     if bad:
@@ -555,6 +559,7 @@ def main(argv=None) -> int:
     with open(a.json, "w") as f:
         json.dump(summ, f, indent=1, sort_keys=True)
     text = markdown(summ, a.ref)
+    os.makedirs(os.path.dirname(a.md) or ".", exist_ok=True)
     with open(a.md, "w") as f:
         f.write(text)
     print(text)

@@ -366,6 +366,10 @@ def test_al_benchmark_table_reads_only_the_seeds_asked(tmp_path):
     ab.main(["--settings", "a", "--table", "--seeds", "2-3", "--ref", "autoal", "--root", str(tmp_path),
              "--json", str(js), "--md", str(md)])
     assert json.loads(js.read_text())["a"]["labels"]["autoal"]["mean"] == pytest.approx(0.725)
+    # without --json / --md the table goes beside the run folders, not over the committed results
+    ab.main(["--settings", "a", "--table", "--ref", "autoal", "--root", str(tmp_path)])
+    assert json.loads((tmp_path / "al_bench.json").read_text())["a"]["labels"]["autoal"]["mean"] == pytest.approx(0.665)
+    assert (tmp_path / "al_bench.md").read_text().startswith("**a.")
 
 
 def test_pool_realisations_pairs_within_each_and_averages_per_seed(tmp_path, capsys):
