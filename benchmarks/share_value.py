@@ -31,17 +31,18 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import numpy as np
+import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from al_benchmark import CANDIDATES8, SETTINGS, _parse_seeds  # noqa: E402
 
-from autoal_fast.autoal import fill_round_robin  # noqa: E402
+from autoal_fast.autoal import _quotas, fill_round_robin  # noqa: E402
 
 
 def _share(base: list, lists: dict, m: int, order) -> list:
     """``base`` plus m more, the candidates of ``order`` in turn, each adding its best-ranked
     sample not chosen yet (equal quotas, the first candidates taking the remainder)."""
-    quotas = [m // len(order) + (i < m % len(order)) for i in range(len(order))]
+    quotas = _quotas(torch.ones(len(order)), m)  # the equal split of AutoAL's explore_from="candidates"
     return base + fill_round_robin(base, [lists[c] for c in order], quotas)
 
 
