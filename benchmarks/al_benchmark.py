@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import sys
 import time
@@ -188,7 +189,7 @@ def _parse_seeds(text: str) -> list:
     return out
 
 
-def _label_config(setting: str, label: str, seed: int, threads: int):
+def _label_config(setting: str, label: str, seed: int, threads: int, device: str = "cpu"):
     from autoal_fast.experiment import ExperimentConfig, strategy_names
 
     strategy, extra = VARIANTS.get(label, (label, {}))
@@ -201,7 +202,7 @@ def _label_config(setting: str, label: str, seed: int, threads: int):
     if "autoal" in extra:
         extra["autoal"] = dict(extra["autoal"])
     fields.update(extra)
-    return ExperimentConfig(strategies=(strategy,), seeds=(seed,), threads=threads, **fields), strategy
+    return ExperimentConfig(strategies=(strategy,), seeds=(seed,), threads=threads, device=device, **fields), strategy
 
 
 def stale_params(results: dict, cfg) -> dict:
@@ -220,7 +221,7 @@ def _folder(root, setting, label, seed):
     return os.path.join(root, setting, label, f"seed{seed}")
 
 
-def run_one(root: str, setting: str, label: str, seed: int, threads: int) -> str:
+def run_one(root: str, setting: str, label: str, seed: int, threads: int, device: str = "cpu") -> str:
     """Run (or continue) one folder; returns a line for the log."""
     import torch
 
@@ -229,7 +230,7 @@ def run_one(root: str, setting: str, label: str, seed: int, threads: int) -> str
     torch.set_num_threads(threads)
     out = _folder(root, setting, label, seed)
     res_path = os.path.join(out, "results.json")
-    cfg, _ = _label_config(setting, label, seed, threads)
+    cfg, _ = _label_config(setting, label, seed, threads, device)
     if os.path.exists(res_path):
         with open(res_path) as f:
             done = json.load(f)
@@ -508,6 +509,9 @@ def main(argv=None) -> int:
     ap.add_argument("--root", default="runs/al_bench", help="run folders (default runs/al_bench)")
     ap.add_argument("--jobs", type=int, default=1, help="processes side by side (default 1)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1)")
+    ap.add_argument("--device", default="cpu",
+                    help="cpu, cuda, cuda:N or auto: where each run trains and queries (default cpu). Runs on "
+                         "another device are another realisation of the same seeds: give them their own --root")
     ap.add_argument("--ref", default="autoal", help="label the paired differences are taken against")
     ap.add_argument("--table", action="store_true", help="only write the table from finished folders")
     ap.add_argument("--baselines", default=None,
@@ -533,14 +537,15 @@ def main(argv=None) -> int:
             ap.error("--labels is required unless --table")
         for st in settings:
             for lab in labels:
-                _label_config(st, lab, 0, a.threads)  # unknown labels fail before any run
-        jobs = [(a.root, st, lab, sd, a.threads) for st in settings for sd in _parse_seeds(a.seeds or "0-4")
-                for lab in labels]
+                _label_config(st, lab, 0, a.threads, a.device)[0].validate()  # bad labels, devices: before any run
+        jobs = [(a.root, st, lab, sd, a.threads, a.device) for st in settings
+                for sd in _parse_seeds(a.seeds or "0-4") for lab in labels]
         if a.jobs == 1:
             for j in jobs:
                 print(run_one(*j), flush=True)
         else:
-            with ProcessPoolExecutor(a.jobs) as ex:
+            # spawned workers: a forked child cannot use CUDA once the parent has touched it
+            with ProcessPoolExecutor(a.jobs, mp_context=multiprocessing.get_context("spawn")) as ex:
                 for fut in as_completed([ex.submit(run_one, *j) for j in jobs]):
                     print(fut.result(), flush=True)
     averages = _parse_averages(a.average)

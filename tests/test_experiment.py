@@ -280,6 +280,21 @@ def test_al_benchmark_refuses_a_folder_made_by_another_autoal(tmp_path):
         torch.set_num_threads(threads)
 
 
+def test_al_benchmark_device_reaches_the_config_and_bad_devices_fail_before_any_run(tmp_path, capsys):
+    """--device is each run's ExperimentConfig.device; a device torch cannot give stops the script
+    with a message naming the device before any folder is made."""
+    ab = _al_benchmark()
+    cfg, _ = ab._label_config("a", "margin", 0, 1, "cpu")
+    assert cfg.device == "cpu"
+    with pytest.raises(ValueError, match="device must be"):
+        ab.main(["--settings", "a", "--labels", "margin", "--seeds", "0", "--root", str(tmp_path), "--device", "tpu"])
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            ab.main(["--settings", "a", "--labels", "margin", "--seeds", "0", "--root", str(tmp_path),
+                     "--device", "cuda"])
+    assert not (tmp_path / "a").exists()
+
+
 def test_al_benchmark_merges_an_earlier_table(tmp_path):
     """--baselines: the labels of an earlier table that have no folder here join this one (marked
     imported), with ``--baselines-tag`` also those that have; the paired differences are over both."""
