@@ -499,6 +499,33 @@ def markdown(summ: dict, ref: str) -> str:
     return "\n".join(lines)
 
 
+def _run_jobs(jobs: list, n_procs: int) -> list:
+    """Run every job (``run_one``'s arguments), ``n_procs`` at a time; one failing run is logged
+    and the others go on. Returns the folders that failed, as ``setting/label/seedN``."""
+    failed = []
+
+    def report(job, get):
+        try:
+            print(get(), flush=True)
+        except SystemExit:  # a refused folder (made by another AutoAL): stop, as with one process
+            raise
+        except Exception as e:  # noqa: BLE001 - the other runs go on
+            name = f"{job[1]}/{job[2]}/seed{job[3]}"
+            failed.append(name)
+            print(f"{name}: FAILED ({type(e).__name__}: {e})", flush=True)
+
+    if n_procs == 1:
+        for j in jobs:
+            report(j, lambda j=j: run_one(*j))
+        return failed
+    # spawned workers: a forked child cannot use CUDA once the parent has touched it
+    with ProcessPoolExecutor(n_procs, mp_context=multiprocessing.get_context("spawn")) as ex:
+        futures = {ex.submit(run_one, *j): j for j in jobs}
+        for fut in as_completed(futures):
+            report(futures[fut], fut.result)
+    return failed
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--settings", default="a", help=f"comma list of {sorted(SETTINGS)} (default a)")
@@ -540,14 +567,7 @@ def main(argv=None) -> int:
                 _label_config(st, lab, 0, a.threads, a.device)[0].validate()  # bad labels, devices: before any run
         jobs = [(a.root, st, lab, sd, a.threads, a.device) for st in settings
                 for sd in _parse_seeds(a.seeds or "0-4") for lab in labels]
-        if a.jobs == 1:
-            for j in jobs:
-                print(run_one(*j), flush=True)
-        else:
-            # spawned workers: a forked child cannot use CUDA once the parent has touched it
-            with ProcessPoolExecutor(a.jobs, mp_context=multiprocessing.get_context("spawn")) as ex:
-                for fut in as_completed([ex.submit(run_one, *j) for j in jobs]):
-                    print(fut.result(), flush=True)
+        failed = _run_jobs(jobs, a.jobs)
     averages = _parse_averages(a.average)
     summ = summary(a.root, settings, a.ref, set(_parse_seeds(a.seeds)) if a.table and a.seeds else None)
     if a.baselines:
@@ -568,6 +588,10 @@ def main(argv=None) -> int:
     with open(a.md, "w") as f:
         f.write(text)
     print(text)
+    if not a.table and failed:
+        print(f"al_benchmark: {len(failed)} of {len(jobs)} runs failed: {', '.join(failed)} (their checkpoints keep "
+              f"every finished round; run again to continue them)", file=sys.stderr)
+        return 1
     return 0
 
 

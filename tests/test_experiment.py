@@ -295,6 +295,26 @@ def test_al_benchmark_device_reaches_the_config_and_bad_devices_fail_before_any_
     assert not (tmp_path / "a").exists()
 
 
+def test_al_benchmark_logs_a_failed_run_and_goes_on(monkeypatch, capsys):
+    """One run that raises is reported by name and the other runs still happen (before, the first
+    failure ended the log and hid the others' results)."""
+    ab = _al_benchmark()
+    ran = []
+
+    def fake(root, setting, label, seed, threads, device="cpu"):
+        ran.append(seed)
+        if seed == 1:
+            raise RuntimeError("boom")
+        return f"{setting}/{label}/seed{seed}: 1 s"
+
+    monkeypatch.setattr(ab, "run_one", fake)
+    jobs = [("r", "c", "autoal", sd, 1, "cpu") for sd in range(3)]
+    assert ab._run_jobs(jobs, 1) == ["c/autoal/seed1"]
+    assert ran == [0, 1, 2]
+    out = capsys.readouterr().out
+    assert "c/autoal/seed1: FAILED (RuntimeError: boom)" in out and "c/autoal/seed2: 1 s" in out
+
+
 def test_al_benchmark_merges_an_earlier_table(tmp_path):
     """--baselines: the labels of an earlier table that have no folder here join this one (marked
     imported), with ``--baselines-tag`` also those that have; the paired differences are over both."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..distributed import LOCAL
 from ..pool import PoolOutputs
 from ..strategies import UNCERTAINTY
 

@@ -2,7 +2,7 @@
 # One device session for issue 11: the AL benchmark's settings on the GPU, a realisation of the
 # paired seeds of its own (CNN runs reproduce only within one machine flavour, and cuDNN's
 # kernels are another), to be paired within itself. Results under OUT_DIR: the table
-# (al_bench_gpu.{json,md}), each run folder's results.json, the log.
+# (al_bench_gpu.{json,md}), each run folder's results.json (results_json.tar.gz), the log.
 #
 #   bash benchmarks/gpu/al_realisation.sh OUT_DIR
 #
@@ -30,6 +30,6 @@ echo "runs rc=$? in $((SECONDS - t0))s"
 pkill -f "multiprocessing.spawn" 2>/dev/null; sleep 1
 "$PY" benchmarks/al_benchmark.py --settings "${AL_SETTINGS:-c}" --table --root "$ROOT" \
     --json "$OUT/al_bench_gpu.json" --md "$OUT/al_bench_gpu.md" > "$OUT/table.log" 2>&1
-(cd "$ROOT" && find . -name results.json | tar -cf - -T -) | (mkdir -p "$OUT/folders" && tar -xf - -C "$OUT/folders")
-grep -c ": [0-9]* s$" "$OUT/al.log"; tail -3 "$OUT/al.log"
+(cd "$ROOT" && find . -name results.json | tar -czf "$OUT/results_json.tar.gz" -T -)
+grep -c ": [0-9]* s$" "$OUT/al.log"; grep -c "FAILED" "$OUT/al.log"; tail -3 "$OUT/al.log"
 echo "session ${SECONDS}s"
